@@ -1,12 +1,16 @@
 """A stand-in for ``python -m DiffusionSegLib`` that speaks the documented protocol.
 
-It is a real child process for the process-handling tests: it emits the JSON events of
-docs/CLI.md on stdout, logs on stderr, and ends the way the real command does
-(0 done, 2 user error with an ``error: ...`` line, 1 traceback, 130 on SIGTERM).
+It is a real child process for the process-handling and Logic tests: it emits the JSON
+events of docs/CLI.md on stdout, logs on stderr, and ends the way the real command does
+(0 done, 2 user error with an ``error: ...`` line, 1 traceback, 130 on SIGTERM). It
+writes what the real command would leave behind: a model folder with config.json for
+pretrain and finetune, and prediction files in each image's geometry for predict.
 
-    python -m fake_diffusionseg finetune --out DIR --iterations N [--delay S]
+    python -m fake_diffusionseg pretrain|finetune --out DIR [--iterations N] [--delay S]
         [--fail-user | --crash] [--spawn-grandchild PIDFILE] [--ignore-sigterm]
-    python -m fake_diffusionseg predict --images FILE_OR_DIR --out DIR --write-seg REF
+    python -m fake_diffusionseg predict --model DIR --images FILE_OR_DIR --out DIR
+
+FAKE_DIFFUSIONSEG_FAIL=user|crash in the environment makes any command fail.
 """
 
 import argparse
@@ -16,10 +20,58 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def emit(**event):
     print(json.dumps(event), flush=True)
+
+
+def write_model(out, kind, args):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"format": "diffusionseg-model", "kind": kind, "dims": args.dims}
+    if kind == "segmentation":
+        config["classes"] = args.classes.split(",") if args.classes else []
+    if kind == "landmarks":
+        config["landmark_names"] = args.landmark_names
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "model.safetensors").write_bytes(b"fake")
+
+
+def predict(args):
+    """Threshold each image at its mean: label 1 above; landmarks at the image's centre."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    config = json.loads((Path(args.model) / "config.json").read_text())
+    images = Path(args.images)
+    files = sorted(p for p in images.iterdir() if p.is_file()) if images.is_dir() else [images]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    emit(event="start", stage="predict", total=len(files), out=str(out))
+    for step, path in enumerate(files, start=1):
+        case = path.name.split(".")[0]
+        image = sitk.ReadImage(str(path))
+        if config["kind"] == "segmentation":
+            array = sitk.GetArrayFromImage(image)
+            labels = sitk.GetImageFromArray((array > array.mean()).astype(np.uint8))
+            labels.CopyInformation(image)
+            target = out / f"{case}.seg.nrrd"
+            sitk.WriteImage(labels, str(target), True)
+        else:
+            from DiffusionSegLib.landmarks import Landmarks, write_mrk_json
+
+            centre = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in image.GetSize()])
+            names = config["landmark_names"]
+            points = np.array([list(centre) + [0.0] * (3 - len(centre))] * len(names))
+            target = write_mrk_json(Landmarks(names, points), out / f"{case}.mrk.json")
+            (out / f"{case}.csv").write_text("name,x,y,z\n")
+            emit(event="output", stage="predict", case=case, path=str(out / f"{case}.csv"))
+        emit(event="output", stage="predict", case=case, path=str(target))
+        emit(event="progress", stage="predict", step=step, total=len(files))
+    emit(event="done", stage="predict", out=str(out), seconds=0.1)
+    return 0
 
 
 def main(argv=None):
@@ -32,11 +84,28 @@ def main(argv=None):
     parser.add_argument("--crash", action="store_true")
     parser.add_argument("--spawn-grandchild", default="")
     parser.add_argument("--ignore-sigterm", action="store_true")
+    parser.add_argument("--task", default="segmentation")
+    parser.add_argument("--classes", default="")
+    parser.add_argument("--landmarks", default="")
+    parser.add_argument("--model", default="")
+    parser.add_argument("--images", default="")
+    parser.add_argument("--dims", type=int, default=3)
     args, _unknown = parser.parse_known_args(argv)
+    args.landmark_names = []
+    if args.landmarks:
+        names = []
+        for path in sorted(Path(args.landmarks).glob("*.mrk.json")):
+            for point in json.loads(path.read_text())["markups"][0]["controlPoints"]:
+                if point["label"] not in names:
+                    names.append(point["label"])
+        args.landmark_names = names
+    failure = os.environ.get("FAKE_DIFFUSIONSEG_FAIL", "")
+    args.fail_user |= failure == "user"
+    args.crash |= failure == "crash"
     stage = args.command
 
     def on_term(signum, frame):
-        print("received signal, stopping", file=sys.stderr, flush=True)
+        print("interrupted: the last complete checkpoint (if any) is kept.", file=sys.stderr, flush=True)
         sys.exit(130)
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if args.ignore_sigterm else on_term)
@@ -44,7 +113,10 @@ def main(argv=None):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         with open(args.spawn_grandchild, "w") as f:
             f.write(str(child.pid))
+    if stage == "predict" and not (args.fail_user or args.crash):
+        return predict(args)
 
+    kind = "pretrained" if stage == "pretrain" else args.task
     emit(event="start", stage=stage, total=args.iterations, out=args.out)
     print("this is a log line on stdout that is not JSON", flush=True)
     print(f"starting {stage}", file=sys.stderr, flush=True)
@@ -53,6 +125,8 @@ def main(argv=None):
         emit(event="progress", stage=stage, step=step, total=args.iterations,
              loss=1.0 / step, eta_s=args.delay * (args.iterations - step))
         if step % 2 == 0:
+            if args.out:
+                write_model(args.out, kind, args)
             emit(event="checkpoint", stage=stage, step=step, path=args.out)
         if args.fail_user and step == 2:
             emit(event="error", stage=stage, message="labels/case_001.seg.nrrd: a JSON message")
@@ -62,6 +136,8 @@ def main(argv=None):
             return 2
         if args.crash and step == 2:
             raise RuntimeError("simulated crash in the training loop")
+    if args.out:
+        write_model(args.out, kind, args)
     emit(event="done", stage=stage, out=args.out, seconds=0.1)
     return 0
 

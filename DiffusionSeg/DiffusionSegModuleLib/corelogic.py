@@ -1,0 +1,357 @@
+"""The module's Logic without Qt: projects, annotations, background runs, results as nodes.
+
+``DiffusionSegLogic`` (in DiffusionSeg.py) is this class plus the parts that need the
+Slicer application (PythonSlicer, pip, the parameter node). The batch script and the
+tests drive this class directly, so GUI, batch and tests share one code path.
+
+Nodes and cases: a volume that belongs to a project carries the node attributes
+``DiffusionSeg.Project`` and ``DiffusionSeg.Case``; annotation and prediction nodes
+carry ``DiffusionSeg.Case`` too, so Save knows which case a corrected prediction is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import nodeio, projectfiles
+from .backend import find_backend_dir, project_module
+from .i18n import _
+from .process import BackendProcess, RunResult
+from .progress import Event, ProgressState
+
+PROJECT_ATTRIBUTE = "DiffusionSeg.Project"
+CASE_ATTRIBUTE = "DiffusionSeg.Case"
+ROLE_ATTRIBUTE = "DiffusionSeg.Role"  # "image", "annotation" or "prediction"
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """A background run the Logic started: what it is and where it writes."""
+
+    kind: str  # pretrain | finetune | predict
+    project_folder: Path
+    out: Path
+    load_results: bool = True
+    loaded_nodes: list = dataclasses.field(default_factory=list)
+    result: RunResult | None = None
+
+
+class CoreLogic:
+    """The API of the DiffusionSeg module (no Qt).
+
+    Args:
+        context: the MRML scene and module logics (nodeio.MRMLContext).
+        python_executable: the interpreter for the backend (PythonSlicer in Slicer).
+        backend_dir: the folder holding DiffusionSegLib (default: found automatically).
+        backend_module: the module run with ``-m`` (tests use a fake backend).
+    """
+
+    def __init__(self, context: nodeio.MRMLContext, python_executable: str,
+                 backend_dir: str | Path | None = None, backend_module: str = "DiffusionSegLib"):
+        self.context = context
+        self.process = BackendProcess(python_executable, backend_dir or find_backend_dir(), backend_module)
+        self.run: RunRecord | None = None
+        self.lastRun: RunRecord | None = None
+        self.logCallback: Callable[[str], None] | None = None
+
+    # -- projects ---------------------------------------------------------------------
+
+    def createProject(self, folder: str | Path, task: str, dims: int, names: Sequence[str],
+                      modality: str = "other"):
+        """A new project folder; ``names`` are class names or landmark names by task."""
+        names = [n.strip() for n in names if n.strip()]
+        kwargs = {"classes": names} if task == "segmentation" else {"landmark_names": names}
+        return project_module().Project.create(folder, task=task, dims=int(dims), modality=modality, **kwargs)
+
+    def openProject(self, folder: str | Path):
+        return project_module().Project.load(folder)
+
+    @staticmethod
+    def isProject(folder: str | Path | None) -> bool:
+        return bool(folder) and str(folder) != "." and (Path(folder) / "project.json").is_file()
+
+    @staticmethod
+    def names(project) -> list[str]:
+        """The project's class names or landmark names."""
+        return list(project.classes if project.task == "segmentation" else project.landmark_names)
+
+    def projectStatus(self, project) -> dict:
+        """Counts for the panel: images, labeled and unlabeled cases, models."""
+        labeled = project.labeled_cases()
+        cases = project.cases()
+        return {"images": len(cases), "labeled": len(labeled), "unlabeled": len(cases) - len(labeled),
+                "pretrained": len(projectfiles.list_models(project, ["pretrained"])),
+                "task_models": len(projectfiles.list_models(project, [project.task]))}
+
+    def addVolume(self, project, volume) -> str:
+        """Write a scene volume into images/ as a new case (or return its case if it has one)."""
+        case = self.caseOfNode(project, volume)
+        if case is not None and project.image_path(case) is not None:
+            return case
+        case = projectfiles.unique_case_name(project, volume.GetName())
+        nodeio.write_volume(self.context, volume, project.images_dir / f"{case}.nrrd")
+        self._tag(volume, project, case, "image")
+        return case
+
+    def addImagesFromFolder(self, project, folder: str | Path) -> list[str]:
+        """Copy every image file of ``folder`` into images/; returns the new cases."""
+        files = projectfiles.image_files(folder)
+        if not files:
+            raise ValueError(_("No image files found in {folder}.").format(folder=folder))
+        return projectfiles.import_image_files(project, files)
+
+    def caseOfNode(self, project, node) -> str | None:
+        """The case a node belongs to in this project, from its attributes."""
+        if node is None:
+            return None
+        owner = node.GetAttribute(PROJECT_ATTRIBUTE)
+        case = node.GetAttribute(CASE_ATTRIBUTE)
+        if not case or (owner and Path(owner).resolve() != Path(project.folder).resolve()):
+            return None
+        return case
+
+    def volumeOfCase(self, project, case: str, load: bool = True):
+        """The scene volume of a case (loading images/<case> if it is not in the scene)."""
+        for node in self._nodesByClass("vtkMRMLScalarVolumeNode"):
+            if node.GetAttribute(ROLE_ATTRIBUTE) == "image" and self.caseOfNode(project, node) == case:
+                return node
+        if not load:
+            return None
+        path = project.image_path(case)
+        if path is None:
+            raise ValueError(_("Case '{case}' has no image in {folder}.").format(case=case, folder=project.images_dir))
+        volume = nodeio.read_volume(self.context, path, case)
+        self._tag(volume, project, case, "image")
+        return volume
+
+    def nextUnlabeledCase(self, project) -> str | None:
+        unlabeled = project.unlabeled_cases()
+        return unlabeled[0] if unlabeled else None
+
+    # -- annotation -------------------------------------------------------------------
+
+    def createAnnotation(self, project, volume):
+        """A node to annotate ``volume`` with: the case's saved label if there is one,
+        else a new segmentation with the project's segments or a point list with the
+        project's landmark names. The volume is added to the project if needed."""
+        case = self.addVolume(project, volume)
+        label = project.label_path(case)
+        name = _("{case} labels").format(case=case)
+        if label is not None and label.name.endswith((".seg.nrrd", ".mrk.json")):
+            node = self.loadLabelFile(project, label, volume, name)
+        elif project.task == "segmentation":
+            node = nodeio.new_segmentation(self.context, volume, project.classes, name, project.class_colors)
+        else:
+            node = nodeio.new_markups(self.context, project.landmark_names, name)
+        self._tag(node, project, case, "annotation")
+        return node
+
+    def loadLabelFile(self, project, path: Path, volume, name: str):
+        if project.task == "segmentation":
+            return nodeio.read_segmentation(self.context, path, name, reference_volume=volume,
+                                            class_names=project.classes)
+        return nodeio.read_markups(self.context, path, name)
+
+    def saveAnnotation(self, project, node, volume=None) -> dict:
+        """Write an annotation (or a corrected prediction) as the case's label file.
+
+        The case comes from ``volume`` if given, else from the node's attributes.
+        Returns ``{"case", "path", "missing"}`` (missing: landmarks not placed).
+        """
+        case = self.caseOfNode(project, volume) if volume is not None else self.caseOfNode(project, node)
+        if volume is not None and case is None:
+            case = self.addVolume(project, volume)
+        if case is None:
+            raise ValueError(_("'{name}' does not belong to a case of this project. Select its image as the "
+                               "current image.").format(name=node.GetName()))
+        missing: list[str] = []
+        if project.task == "segmentation":
+            if not node.IsA("vtkMRMLSegmentationNode"):
+                raise ValueError(_("This is a segmentation project: save a segmentation."))
+            volume = volume or self.volumeOfCase(project, case)
+            path = project.labels_dir / f"{case}.seg.nrrd"
+            nodeio.write_segmentation(self.context, node, volume, project.classes, path)
+        else:
+            if not node.IsA("vtkMRMLMarkupsFiducialNode"):
+                raise ValueError(_("This is a landmarks project: save a point list."))
+            path = project.labels_dir / f"{case}.mrk.json"
+            missing = nodeio.write_markups(self.context, node, project.landmark_names, path)
+        self._tag(node, project, case, "annotation")
+        return {"case": case, "path": path, "missing": missing}
+
+    # -- runs -------------------------------------------------------------------------
+
+    @staticmethod
+    def pretrainArgs(project, out: Path, iterations: int, device: str = "auto", resume: bool = False) -> list[str]:
+        args = ["pretrain", "--images", str(project.images_dir), "--out", str(out), "--dims", str(project.dims),
+                "--modality", project.modality, "--iterations", str(int(iterations)), "--device", device]
+        return args + (["--resume"] if resume else [])
+
+    @staticmethod
+    def finetuneArgs(project, pretrained: Path | None, out: Path, iterations: int, device: str = "auto") -> list[str]:
+        args = ["finetune", "--task", project.task]
+        args += ["--pretrained", str(pretrained)] if pretrained else ["--init", "random"]
+        args += ["--images", str(project.images_dir)]
+        if project.task == "segmentation":
+            args += ["--labels", str(project.labels_dir), "--classes", ",".join(project.classes)]
+        else:
+            args += ["--landmarks", str(project.labels_dir)]
+        return args + ["--out", str(out), "--iterations", str(int(iterations)), "--device", device]
+
+    @staticmethod
+    def predictArgs(model: Path, images: Path, out: Path, device: str = "auto") -> list[str]:
+        return ["predict", "--model", str(model), "--images", str(images), "--out", str(out), "--device", device]
+
+    def startPretrain(self, project, iterations: int, device: str = "auto", resume_from: Path | None = None) -> Path:
+        """Pretrain on all images of the project; returns the model folder it writes."""
+        if not project.cases():
+            raise ValueError(_("The project has no images yet. Add images first."))
+        out = Path(resume_from) if resume_from else projectfiles.new_folder(project.models_dir, "pretrained")
+        self._start(RunRecord("pretrain", Path(project.folder), out),
+                    self.pretrainArgs(project, out, iterations, device, resume=bool(resume_from)))
+        return out
+
+    def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto") -> Path:
+        """Fine-tune on the labeled cases; returns the task model folder it writes."""
+        if not project.labeled_cases():
+            raise ValueError(_("No case is labeled yet. Annotate and save at least one case first."))
+        if pretrained is not None and not projectfiles.is_model(pretrained, ["pretrained"]):
+            raise ValueError(_("{path} is not a pretrained DiffusionSeg model (no config.json of kind "
+                               "'pretrained'). Pretrain first or choose another folder.").format(path=pretrained))
+        out = projectfiles.new_folder(project.models_dir, project.task)
+        self._start(RunRecord("finetune", Path(project.folder), out),
+                    self.finetuneArgs(project, pretrained, out, iterations, device))
+        return out
+
+    def startPredict(self, project, model: Path, cases: Sequence[str] | None = None, device: str = "auto",
+                     load_results: bool = True) -> Path:
+        """Predict the given cases (default: every unlabeled case); returns the run folder.
+
+        When the run ends, each output file becomes a new node (see :meth:`poll`).
+        """
+        if not projectfiles.is_model(model, [project.task]):
+            raise ValueError(_("{path} is not a fine-tuned {task} model. Fine-tune first or choose another "
+                               "model folder.").format(path=model, task=project.task))
+        cases = list(project.unlabeled_cases() if cases is None else cases)
+        if not cases:
+            raise ValueError(_("There is no image to predict: every case is labeled."))
+        out = projectfiles.new_folder(project.runs_dir, "predict")
+        if len(cases) == 1:
+            images = project.image_path(cases[0])
+        else:
+            images = projectfiles.link_inputs([project.image_path(c) for c in cases], out / "inputs")
+        if images is None:
+            raise ValueError(_("Case '{case}' has no image.").format(case=cases[0]))
+        self._start(RunRecord("predict", Path(project.folder), out, load_results),
+                    self.predictArgs(model, images, out / "predictions", device))
+        return out
+
+    def _start(self, record: RunRecord, args: list[str]) -> None:
+        if self.isRunning():
+            raise RuntimeError(_("A DiffusionSeg run is already in progress. Wait for it or cancel it first."))
+        self.process.start(args)
+        self.run = record
+        self._log(" ".join(self.process.command))
+
+    def isRunning(self) -> bool:
+        return self.run is not None
+
+    @property
+    def progress(self) -> ProgressState:
+        return self.process.state
+
+    def cancel(self) -> None:
+        if self.run is not None:
+            self.process.cancel()
+
+    def poll(self) -> list[Event]:
+        """Collect new events; when the run has ended, turn its outputs into nodes.
+
+        The Widget calls this from a QTimer; batch mode and tests call :meth:`wait`.
+        """
+        if self.run is None:
+            return []
+        events = self.process.poll()
+        for event in events:
+            if event.kind == "log":
+                self._log(event.data["text"])
+        if not self.process.running:
+            record, self.run = self.run, None
+            record.result = self.process.result
+            try:
+                self.onRunFinished(record)
+            finally:
+                self.lastRun = record
+        return events
+
+    def wait(self, timeout: float | None = None, on_events=None) -> RunRecord | None:
+        """Block until the current run ends (batch mode, tests); returns its record."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.run is not None:
+            events = self.poll()
+            if on_events is not None and events:
+                on_events(events)
+            if self.run is not None:
+                if deadline is not None and time.monotonic() > deadline:
+                    return None
+                time.sleep(0.05)
+        return self.lastRun
+
+    def onRunFinished(self, record: RunRecord) -> None:
+        """Load a prediction run's outputs as new nodes. Subclasses add GUI updates."""
+        if record.kind == "predict" and record.load_results and record.result is not None:
+            project = self.openProject(record.project_folder)
+            for case, path in predictionFiles(record.result.state.outputs, record.out / "predictions"):
+                record.loaded_nodes.append(self.loadPrediction(project, case, path))
+
+    def loadPrediction(self, project, case: str, path: Path):
+        """A prediction file as a new node beside the case's image (never replacing a node)."""
+        volume = self.volumeOfCase(project, case) if case else None
+        name = _("{case} prediction").format(case=case or path.name)
+        if path.name.endswith(".mrk.json"):
+            node = nodeio.read_markups(self.context, path, name)
+        else:
+            node = nodeio.read_segmentation(self.context, path, name, reference_volume=volume,
+                                            class_names=project.classes)
+        self._tag(node, project, case, "prediction")
+        return node
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _tag(self, node, project, case: str, role: str) -> None:
+        node.SetAttribute(PROJECT_ATTRIBUTE, str(Path(project.folder).resolve()))
+        node.SetAttribute(CASE_ATTRIBUTE, case)
+        node.SetAttribute(ROLE_ATTRIBUTE, role)
+
+    def _nodesByClass(self, class_name: str) -> list:
+        scene = self.context.scene
+        return [scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name))]
+
+    def _log(self, text: str) -> None:
+        if self.logCallback is not None:
+            self.logCallback(text)
+
+
+#: Prediction files the module shows, best first (the backend may also write .csv or .png).
+LOADABLE_SUFFIXES = (".seg.nrrd", ".mrk.json", ".nrrd", ".nii.gz", ".nii")
+
+
+def predictionFiles(outputs: Sequence[tuple[str, str]], folder: Path) -> list[tuple[str, Path]]:
+    """One loadable file per case, from the run's ``output`` events (else from its folder)."""
+    case_name = project_module().case_name
+    if not outputs and folder.is_dir():
+        outputs = [(case_name(p), str(p)) for p in sorted(folder.iterdir()) if p.is_file()]
+    best: dict[str, tuple[int, Path]] = {}
+    for case, path in outputs:
+        path = Path(path)
+        rank = next((i for i, suffix in enumerate(LOADABLE_SUFFIXES) if path.name.lower().endswith(suffix)), None)
+        if rank is None:
+            continue
+        case = case or case_name(path)
+        if case not in best or rank < best[case][0]:
+            best[case] = (rank, path)
+    return [(case, best[case][1]) for case in sorted(best)]
