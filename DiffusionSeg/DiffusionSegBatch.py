@@ -1,0 +1,143 @@
+"""DiffusionSeg without the GUI: pretrain, fine-tune and predict on a project folder.
+
+    Slicer --no-main-window --python-script DiffusionSegBatch.py -- --project DIR
+        [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
+        [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...]
+        [--pretrain-iterations N] [--finetune-iterations N] [--pretrained DIR] [--model DIR]
+        [--device auto|cpu|cuda|mps]
+
+Steps run in that order, through the same Logic as the module panel (the background
+``diffusionseg`` process, its progress events, its files). Progress goes to stdout, one
+line per event. Exit code: 0 success, 2 a step failed (its message is printed), 130
+interrupted. Outside Slicer (plain Python with slicer-core) the Qt-free core Logic is used.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
+
+backend.ensure_importable()
+from DiffusionSegLib.errors import UserError  # noqa: E402
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="DiffusionSegBatch", description=__doc__.splitlines()[0])
+    parser.add_argument("--project", required=True, type=Path, help="project folder")
+    parser.add_argument("--create", action="store_true", help="create the project if it does not exist")
+    parser.add_argument("--task", choices=["segmentation", "landmarks"], default="segmentation")
+    parser.add_argument("--dims", type=int, choices=[2, 3], default=3)
+    parser.add_argument("--names", default="", help="class or landmark names, comma-separated")
+    parser.add_argument("--modality", choices=["xray", "ct", "mri", "other"], default="other")
+    parser.add_argument("--add-images", type=Path, help="copy the images of this folder into the project")
+    parser.add_argument("--pretrain", action="store_true")
+    parser.add_argument("--pretrain-iterations", type=int, default=2000)
+    parser.add_argument("--finetune", action="store_true")
+    parser.add_argument("--finetune-iterations", type=int, default=1000)
+    parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
+    parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
+    parser.add_argument("--predict", nargs="+", metavar="CASE", help="'unlabeled', 'all', or case names")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend-module", default="DiffusionSegLib", help=argparse.SUPPRESS)  # tests
+    return parser.parse_args(argv)
+
+
+def make_logic(backend_module):
+    """The module's Logic inside Slicer; the Qt-free core Logic elsewhere."""
+    try:
+        import slicer
+
+        in_slicer = hasattr(slicer, "app") and slicer.app is not None
+    except ImportError:
+        in_slicer = False
+    if in_slicer and backend_module == "DiffusionSegLib":
+        import DiffusionSeg
+
+        return DiffusionSeg.DiffusionSegLogic()
+    from DiffusionSegModuleLib.corelogic import CoreLogic
+    from DiffusionSegModuleLib.nodeio import MRMLContext
+
+    return CoreLogic(MRMLContext.create(), sys.executable, backend_dir=os.environ.get("DIFFUSIONSEG_BACKEND_DIR"),
+                     backend_module=backend_module)
+
+
+def run_step(logic, title, start):
+    """Start one run, print its progress, and raise SystemExit(2) if it fails."""
+    print(f"== {title}", flush=True)
+    start()
+    last = [""]
+
+    def show(events):
+        line = logic.progress.summary()
+        if line != last[0]:
+            print(line, flush=True)
+            last[0] = line
+
+    try:
+        record = logic.wait(on_events=show)
+    except KeyboardInterrupt:
+        logic.cancel()
+        record = logic.wait(timeout=60)
+        print(record.result.message if record else "interrupted", file=sys.stderr)
+        raise SystemExit(130)
+    if not record.result.ok:
+        print(f"error: {record.result.message}", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"{title}: done ({record.out})", flush=True)
+    return record
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logic = make_logic(args.backend_module)
+    try:
+        if args.create and not logic.isProject(args.project):
+            logic.createProject(args.project, args.task, args.dims, args.names.split(","), args.modality)
+        project = logic.openProject(args.project)
+        if args.add_images:
+            print(f"added {len(logic.addImagesFromFolder(project, args.add_images))} images")
+        pretrained = args.pretrained
+        if args.pretrain:
+            pretrained = run_step(logic, "pretrain", lambda: logic.startPretrain(
+                project, args.pretrain_iterations, args.device)).out
+        model = args.model
+        if args.finetune:
+            if pretrained is None:
+                found = projectfiles.list_models(project, ["pretrained"])
+                pretrained = found[0] if found else None
+            model = run_step(logic, "finetune", lambda: logic.startFinetune(
+                project, pretrained, args.finetune_iterations, args.device)).out
+        if args.predict:
+            if model is None:
+                found = projectfiles.list_models(project, [project.task])
+                if not found:
+                    raise ValueError("no fine-tuned model in the project: run --finetune or pass --model")
+                model = found[0]
+            cases = {"unlabeled": None, "all": project.cases()}.get(args.predict[0], args.predict)
+            run_step(logic, "predict", lambda: logic.startPredict(project, model, cases, args.device,
+                                                                  load_results=False))
+    except SystemExit as exc:
+        return int(exc.code)
+    except (UserError, ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["--"]:  # Slicer passes the separator through
+        argv = argv[1:]
+    code = main(argv)
+    try:
+        import slicer
+
+        if getattr(slicer, "app", None) is not None:
+            slicer.util.exit(code)
+    except ImportError:
+        pass
+    sys.exit(code)
