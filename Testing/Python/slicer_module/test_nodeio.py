@@ -227,3 +227,30 @@ def test_backend_style_predictions_load_with_the_images_geometry(mrml, volume, t
     assert [node.GetNthControlPointLabel(i) for i in range(2)] == ["nasion", "sella"]
     assert np.allclose(nodeio.defined_points(node)["nasion"], (-1.0, -2.0, 3.0))
     assert node.GetNthControlPointPositionStatus(1) == node.PositionUndefined
+
+
+def test_backend_reads_what_the_module_writes_and_vice_versa(mrml, volume, tmp_path):
+    """The contract both ways: the module's .nrrd + .seg.nrrd read by DiffusionSegLib give the
+    painted labels on the image grid; DiffusionSegLib's write_seg_nrrd loads as the same node."""
+    imageio = pytest.importorskip("DiffusionSegLib.imageio")
+    labels_lib = pytest.importorskip("DiffusionSegLib.labels")
+    from DiffusionSegModuleLib import nodeio
+
+    shape = nodeio.array_from_volume(volume).shape
+    annotation = nodeio.new_segmentation(mrml, volume, CLASSES, "labels", COLORS)
+    for name, mask in masks_for(shape).items():
+        paint_segment(mrml, annotation, name, mask, volume)
+    image_path = nodeio.write_volume(mrml, volume, tmp_path / "images" / "c.nrrd")
+    label_path = nodeio.write_segmentation(mrml, annotation, volume, CLASSES, tmp_path / "labels" / "c.seg.nrrd")
+    expected = nodeio.label_array(mrml, annotation, volume, CLASSES)
+
+    image = imageio.read_image(image_path)  # a one-slice volume comes back 2D
+    read = labels_lib.load_segmentation(label_path, CLASSES, image, reference_path=image_path)
+    assert read.classes == CLASSES and read.missing == ["spleen"] and read.overlap_voxels == 0
+    assert np.allclose(read.colors, COLORS)
+    assert np.array_equal(sitk.GetArrayFromImage(read.labelmap).reshape(shape), expected)
+
+    predicted = labels_lib.write_seg_nrrd(read.labelmap, tmp_path / "pred" / "c.seg.nrrd", CLASSES, COLORS)
+    node = nodeio.read_segmentation(mrml, predicted, "c prediction", reference_volume=volume)
+    assert nodeio.segment_names(node) == CLASSES
+    assert np.array_equal(nodeio.label_array(mrml, node, volume, CLASSES), expected)
