@@ -8,6 +8,7 @@ Pixels are stretched to square so anisotropic spacing does not distort the anato
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,8 +22,9 @@ FILL_ALPHA = 0.35
 #: Slices in a 3D montage, and montage columns.
 MONTAGE_SLICES = 6
 MONTAGE_COLUMNS = 3
-#: Longest side of one panel after making pixels square (keeps pictures small).
-MAX_PANEL = 1024
+#: Longest side of one panel after making pixels square: small images are enlarged so
+#: that they can be seen, large ones shrunk so that the picture stays small.
+MIN_PANEL, MAX_PANEL = 256, 1024
 
 
 def _gray(pixels: np.ndarray) -> np.ndarray:
@@ -57,19 +59,22 @@ def _panel(gray: np.ndarray, labels: np.ndarray, colors: np.ndarray) -> np.ndarr
     return rgb
 
 
-def _square_pixels(panel: np.ndarray, spacing_xy: Sequence[float]) -> np.ndarray:
-    """Nearest-neighbour resize so that a pixel is as wide as it is tall (and not huge)."""
-    height, width = panel.shape[:2]
+def _square_pixels(arrays: Sequence[np.ndarray], spacing_xy: Sequence[float]) -> list[np.ndarray]:
+    """Nearest-neighbour resize of (H, W) arrays so that a pixel is as wide as it is tall,
+    and the longest side lies in MIN_PANEL..MAX_PANEL (labels are resized before
+    drawing, so outlines stay one pixel thin)."""
+    height, width = arrays[0].shape[:2]
     sx, sy = spacing_xy
     unit = min(sx, sy)
     new_w, new_h = width * sx / unit, height * sy / unit
-    shrink = max(1.0, max(new_w, new_h) / MAX_PANEL)
-    new_w, new_h = max(1, round(new_w / shrink)), max(1, round(new_h / shrink))
+    longest = max(new_w, new_h)
+    factor = min(1.0, MAX_PANEL / longest) if longest > MIN_PANEL else max(1, MIN_PANEL // math.ceil(longest))
+    new_w, new_h = max(1, round(new_w * factor)), max(1, round(new_h * factor))
     if (new_w, new_h) == (width, height):
-        return panel
+        return list(arrays)
     rows = np.minimum((np.arange(new_h) + 0.5) * height / new_h, height - 1).astype(int)
     cols = np.minimum((np.arange(new_w) + 0.5) * width / new_w, width - 1).astype(int)
-    return panel[rows][:, cols]
+    return [a[rows][:, cols] for a in arrays]
 
 
 def _montage(panels: list[np.ndarray]) -> np.ndarray:
@@ -108,13 +113,13 @@ def write_overlay_png(image: sitk.Image, labelmap: sitk.Image, colors: Sequence[
     gray = _gray(pixels)
     spacing_xy = image.GetSpacing()[:2]
     if pixels.ndim == 2:
-        sheet = _square_pixels(_panel(gray, labels, palette), spacing_xy)
+        sheet = _panel(*_square_pixels([gray, labels], spacing_xy), palette)
     else:
         with_label = np.flatnonzero(labels.reshape(labels.shape[0], -1).any(axis=1))
         candidates = with_label if with_label.size else np.arange(labels.shape[0])
         count = min(MONTAGE_SLICES, candidates.size)
         chosen = candidates[np.unique(np.linspace(0, candidates.size - 1, count).round().astype(int))]
-        sheet = _montage([_square_pixels(_panel(gray[k], labels[k], palette), spacing_xy) for k in chosen])
+        sheet = _montage([_panel(*_square_pixels([gray[k], labels[k]], spacing_xy), palette) for k in chosen])
     picture = sitk.GetImageFromArray(np.rint(sheet * 255).astype(np.uint8), isVector=True)
     path = Path(path)
     write_image(picture, path, overwrite=overwrite)

@@ -61,13 +61,13 @@ def is_seg_nrrd(path: str | Path) -> bool:
         return True
     if not name.endswith(".nrrd") or not path.is_file():
         return False
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+    import nrrd  # pynrrd (slicerio's reader) also reads the 4D headers of layered segmentations
+
     try:
-        reader.ReadImageInformation()
-    except RuntimeError:
+        header = nrrd.read_header(str(path))
+    except Exception:
         return False  # not for us to judge here; reading it as a label map will say what is wrong
-    return any(key.startswith("Segment0_") for key in reader.GetMetaDataKeys())
+    return any(key.startswith("Segment0_") for key in header)
 
 
 def _default_color(index: int) -> Color:
