@@ -1,0 +1,24 @@
+"""Options every subcommand shares, and small argument types."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..training.device import PRECISIONS
+from ..training.progress import PROGRESS_MODES
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: bf16/fp16 mixed precision on GPUs, fp32 on the CPU")
+    parser.add_argument("--progress", default="bar", choices=PROGRESS_MODES,
+                        help="json: one event per line on stdout (for the Slicer module); bar: a progress bar")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
+    return value

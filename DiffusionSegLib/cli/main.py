@@ -1,0 +1,50 @@
+"""``diffusionseg``: one entry point, a subcommand per pipeline stage (see docs/CLI.md).
+
+Exit codes: 0 success, 2 a user error (one line: what, which file, the fix),
+1 an unexpected failure (with its traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from .. import __version__
+from ..errors import UserError
+from . import pretrain_cmd, sample_cmd
+
+SUBCOMMANDS = [pretrain_cmd, sample_cmd]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffusionseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"diffusionseg {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def _terminate_as_interrupt(signum, frame):  # noqa: ARG001
+    # The Slicer module cancels with SIGTERM: unwind like Ctrl-C so cleanup runs.
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    try:
+        return args.run(args)
+    except UserError as exc:
+        print(f"error: {exc.render()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last complete checkpoint (if any) is kept.", file=sys.stderr)
+        return 130
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("DiffusionSegLib"):
+            raise
+        print(f"error: the Python package '{exc.name}' is missing. Fix: install DiffusionSeg's requirements "
+              f"(scripts/setup-venv, or pip install -e . in your environment).", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Datasets that stream from disk, deterministic distributed sampling, augmentation."""

@@ -1,0 +1,97 @@
+"""``diffusionseg sample``: draw images from a pretrained model and write them for a person to look at."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..data.preprocess import Preprocessing
+from ..errors import UserError
+from ..nets import NetworkConfig, build_unet
+from ..training.atomic import write_json_atomic
+from ..training.checkpoint import load_config, load_weights
+from ..training.device import Precision, choose_device
+from ..training.progress import Reporter
+from .ddpm import DiffusionConfig
+from .sampling import sample_images
+
+
+def tile_grid(images: np.ndarray) -> np.ndarray:
+    """Arrange ``(N, H, W)`` images in a near-square grid ``(rows * H, cols * W)`` with 2-pixel gaps."""
+    n, h, w = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.full((rows * (h + 2) - 2, cols * (w + 2) - 2), images.min(), dtype=images.dtype)
+    for i, image in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * (h + 2):r * (h + 2) + h, c * (w + 2):c * (w + 2) + w] = image
+    return grid
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """[-1, 1] to 0..255."""
+    return np.clip((images + 1) * 127.5, 0, 255).round().astype(np.uint8)
+
+
+def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int = 100, method: str = "ddim",
+                 seed: int = 0, device: str = "auto", precision: str = "auto", progress: str = "bar") -> dict:
+    """Draw ``count`` images and write ``samples.png`` plus one image file per sample.
+
+    2D samples are written as NRRD, 3D as NIfTI, on the grid the network was trained on
+    (its patch size and, where known, spacing). For 3D, ``samples.png`` shows the
+    middle slice of each volume.
+    """
+    config = load_config(model_dir)
+    if config.get("kind") != "pretrained":
+        raise UserError(f"this is a {config.get('kind')} model; only a pretrained (denoising) model can draw images.",
+                        path=model_dir, fix="pass the folder that `diffusionseg pretrain` wrote.")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise UserError("the output folder exists and is not empty.", path=out_dir, fix="choose a new --out.")
+    net_cfg = NetworkConfig.from_dict(config["network"])
+    prep = Preprocessing.from_dict(config["preprocessing"])
+    diffusion = DiffusionConfig.from_dict(config["diffusion"])
+    dev = choose_device(device)
+    prec = Precision.choose(dev, precision)
+    model = build_unet(net_cfg)
+    model.load_state_dict(load_weights(model_dir))
+    model.to(dev).eval()
+    reporter = Reporter("sample", progress)
+    generator = torch.Generator().manual_seed(seed)
+    shape = (count, net_cfg.in_channels, *prep.patch_shape)
+    reporter.start(steps)
+    with prec.autocast():
+        images = sample_images(model, diffusion, shape, steps=steps, method=method, generator=generator, device=dev,
+                               on_step=lambda i, n: reporter.progress(i, n))
+    images = images[:, 0].numpy()
+
+    # Write into a temporary folder and rename it: a failed run leaves no half-written output.
+    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    tmp_dir.mkdir(parents=True)
+    try:
+        spacing = prep.spacing or [1.0] * prep.dims
+        suffix = ".nrrd" if prep.dims == 2 else ".nii.gz"
+        for i, image in enumerate(images):
+            volume = sitk.GetImageFromArray(image.astype(np.float32))
+            volume.SetSpacing([float(s) for s in spacing])
+            sitk.WriteImage(volume, str(tmp_dir / f"sample_{i:03d}{suffix}"), useCompression=True)
+        middle = images if prep.dims == 2 else images[:, images.shape[1] // 2]
+        sitk.WriteImage(sitk.GetImageFromArray(tile_grid(to_uint8(middle))), str(tmp_dir / "samples.png"))
+        summary = {"count": count, "steps": steps, "method": method, "seed": seed, "model": str(model_dir),
+                   "out": str(out_dir), "grid": str(out_dir / "samples.png")}
+        write_json_atomic(tmp_dir / "samples.json", summary)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp_dir.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    reporter.done(out=str(out_dir))
+    return summary

@@ -1,0 +1,1 @@
+"""Training machinery: device and precision, EMA, checkpoints, distributed runs, progress, pretraining."""

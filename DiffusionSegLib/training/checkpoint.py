@@ -1,0 +1,158 @@
+"""Model folders and training state in safetensors + JSON: loading a model never runs code.
+
+A model folder holds
+- ``config.json``: ``{"format": "diffusionseg-model", "version": 1, "kind": ..., ...}``;
+- ``model.safetensors``: the weights used for sampling, fine-tuning and prediction (EMA);
+- ``training_state.safetensors``: what ``--resume`` needs: raw weights, EMA, optimiser
+  and gradient-scaler tensors, with the step, optimiser hyper-parameters and random
+  state as JSON in the file's metadata.
+
+Pickle-based files (``torch.save``) are refused with an explanation, never opened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..errors import UserError
+from .atomic import write_atomic, write_json_atomic
+
+MODEL_FORMAT = "diffusionseg-model"
+MODEL_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+STATE_NAME = "training_state.safetensors"
+
+# torch.save writes a zip archive ("PK") or, in the legacy format, a pickle stream (0x80).
+_PICKLE_SIGNATURES = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _refuse_pickle(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if any(head.startswith(sig) for sig in _PICKLE_SIGNATURES):
+        raise UserError(
+            "this is a pickle (torch.save) file; DiffusionSeg never opens pickle files because loading one can run "
+            "arbitrary code.", path=path,
+            fix="use a DiffusionSeg model folder, or convert trusted weights with safetensors.torch.save_file.")
+
+
+def _contiguous_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+
+
+def save_model(model_dir: str | Path, config: dict, weights: dict[str, torch.Tensor]) -> None:
+    """Write ``model.safetensors`` then ``config.json``, each atomically.
+
+    The config goes last: a folder with a config always has complete weights.
+    """
+    model_dir = Path(model_dir)
+    config = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **config}
+    write_atomic(model_dir / WEIGHTS_NAME,
+                 lambda tmp: save_file(_contiguous_cpu(weights), str(tmp), metadata={"format": MODEL_FORMAT}))
+    write_json_atomic(model_dir / CONFIG_NAME, config)
+
+
+def load_config(model_dir: str | Path) -> dict:
+    """The config of a DiffusionSeg model folder, validated."""
+    model_dir = Path(model_dir)
+    if model_dir.is_file():
+        _refuse_pickle(model_dir)
+        raise UserError("a model is a folder (config.json + model.safetensors), not a single file.", path=model_dir,
+                        fix="pass the folder that pretrain or finetune wrote.")
+    path = model_dir / CONFIG_NAME
+    if not path.is_file():
+        raise UserError("not a DiffusionSeg model folder (no config.json).", path=model_dir,
+                        fix="pass the folder that `diffusionseg pretrain` or `finetune` wrote.")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"config.json is not valid JSON ({exc}).", path=path,
+                        fix="restore the model folder from its original copy.") from exc
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        raise UserError("config.json is not a DiffusionSeg model configuration.", path=path,
+                        fix="pass a folder written by DiffusionSeg.")
+    if config.get("version", 0) > MODEL_VERSION:
+        raise UserError(f"model version {config['version']} is newer than this DiffusionSeg understands.",
+                        path=path, fix="update DiffusionSeg.")
+    return config
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UserError("the weights file is missing.", path=path, fix="restore the model folder, or train it again.")
+    _refuse_pickle(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"the weights file is corrupt or not safetensors ({exc}).", path=path,
+                        fix="restore the model folder, or train it again.") from exc
+
+
+def load_weights(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The model's (EMA) weights, on the CPU."""
+    return _load_tensors(Path(model_dir) / WEIGHTS_NAME)
+
+
+def save_training_state(model_dir: str | Path, *, step: int, model: dict[str, torch.Tensor],
+                        ema: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+                        scaler: torch.amp.GradScaler, extra: dict) -> None:
+    """Everything ``--resume`` needs to continue exactly where the run stopped."""
+    tensors = {f"model.{k}": v for k, v in model.items()}
+    tensors.update({f"ema.{k}": v for k, v in ema.items()})
+    opt = optimizer.state_dict()
+    opt_scalars: dict[str, dict] = {}
+    for pid, state in opt["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                opt_scalars.setdefault(str(pid), {})[key] = value
+    metadata = {
+        "format": MODEL_FORMAT,
+        "step": str(step),
+        "param_groups": json.dumps(opt["param_groups"]),
+        "optimizer_scalars": json.dumps(opt_scalars),
+        "scaler": json.dumps({k: (v.item() if torch.is_tensor(v) else v) for k, v in scaler.state_dict().items()}),
+        "extra": json.dumps(extra),
+    }
+    write_atomic(Path(model_dir) / STATE_NAME,
+                 lambda tmp: save_file(_contiguous_cpu(tensors), str(tmp), metadata=metadata))
+
+
+def load_training_state(model_dir: str | Path) -> dict:
+    """Read what :func:`save_training_state` wrote.
+
+    Returns:
+        dict with ``step``, ``model``, ``ema`` (state dicts), ``optimizer`` (a state dict
+        for ``Optimizer.load_state_dict``), ``scaler`` and ``extra``.
+    """
+    path = Path(model_dir) / STATE_NAME
+    tensors = _load_tensors(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != MODEL_FORMAT or "step" not in meta:
+        raise UserError("this is not a DiffusionSeg training state.", path=path,
+                        fix="resume only into a folder that `diffusionseg pretrain` wrote.")
+    groups = json.loads(meta["param_groups"])
+    scalars = json.loads(meta["optimizer_scalars"])
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, values in scalars.items():
+        state.setdefault(int(pid), {}).update(values)
+    return {
+        "step": int(meta["step"]),
+        "model": {k[6:]: v for k, v in tensors.items() if k.startswith("model.")},
+        "ema": {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")},
+        "optimizer": {"state": state, "param_groups": groups},
+        "scaler": json.loads(meta["scaler"]),
+        "extra": json.loads(meta["extra"]),
+    }

@@ -1,0 +1,214 @@
+"""DDPM pretraining on a folder of unlabeled images: the backbone every task starts from."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..data.augment import training_transform
+from ..data.datasets import CaseDataset, unlabeled_image_loader
+from ..data.preprocess import Preprocessing
+from ..diffusion import DiffusionConfig, ddpm_loss, make_scheduler
+from ..errors import UserError
+from ..imageio import check_same_dims, list_images, normalisation_for, read_image
+from ..nets import NetworkConfig, build_unet, check_fits, network_config
+from .checkpoint import CONFIG_NAME, STATE_NAME, load_config
+from .device import Precision, choose_device
+from .distributed import init_distributed, local_rank_from_env
+from .loop import LoopSettings, train
+from .progress import Reporter
+
+DEFAULT_IMAGE_SIZE_2D = [128, 128]
+DEFAULT_PATCH_SIZE_3D = [64, 64, 32]
+
+
+@dataclass
+class PretrainOptions:
+    """Options of ``diffusionseg pretrain``; sizes in (x, y[, z]) order."""
+
+    images: Path
+    out: Path
+    dims: int | None = None
+    preset: str = "tiny"
+    iterations: int = 2000
+    batch_size: int = 8
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    image_size: list[int] | None = None
+    spacing: list[float] | None = None
+    patch_size: list[int] | None = None
+    modality: str = "auto"
+    timesteps: int = 1000
+    schedule: str = "linear_beta"
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    warmup_steps: int = 100
+    checkpoint_every: int = 500
+    augment: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int | None = None
+    progress: str = "bar"
+    extra: dict = field(default_factory=dict)
+
+
+def _guess_modality(path: Path, dims: int) -> str:
+    """X-ray for 2D; for 3D, CT when the image holds Hounsfield units (air near -1000), else MRI."""
+    if dims == 2:
+        return "xray"
+    minimum = float(sitk.GetArrayViewFromImage(read_image(path)).min())
+    return "ct" if minimum < -500 else "mri"
+
+
+def _preprocessing(opts: PretrainOptions, dims: int, first_image: Path, net: NetworkConfig) -> Preprocessing:
+    modality = opts.modality if opts.modality != "auto" else _guess_modality(first_image, dims)
+    normalisation = normalisation_for(modality).to_dict()
+    if opts.image_size is not None and opts.spacing is not None:
+        raise UserError("--image-size and --spacing exclude each other.",
+                        fix="resize whole images (--image-size, radiographs) or resample to a spacing (--spacing, CT/MRI).")
+    for name, value in (("--image-size", opts.image_size), ("--spacing", opts.spacing), ("--patch-size", opts.patch_size)):
+        if value is not None and len(value) != dims:
+            raise UserError(f"{name} needs {dims} numbers for {dims}D images, got {list(value)}.",
+                            fix=f"give {name} as {' '.join(['N'] * dims)}.")
+    image_size = opts.image_size
+    if dims == 2 and image_size is None and opts.spacing is None:
+        image_size = DEFAULT_IMAGE_SIZE_2D
+    patch = opts.patch_size or (image_size if dims == 2 and image_size else None) or (
+        DEFAULT_PATCH_SIZE_3D if dims == 3 else DEFAULT_IMAGE_SIZE_2D)
+    check_fits(net, patch, option="--patch-size" if opts.patch_size or dims == 3 else "--image-size")
+    return Preprocessing(dims=dims, normalisation=normalisation, image_size=list(image_size) if image_size else None,
+                         spacing=list(opts.spacing) if opts.spacing else None, patch_size=list(patch))
+
+
+def _prepare_out_dir(opts: PretrainOptions) -> bool:
+    """Check the output folder; return True when this run creates it (and so may remove it on failure)."""
+    out = opts.out
+    if opts.resume:
+        if not (out / STATE_NAME).is_file():
+            raise UserError("there is no run to resume here (no training_state.safetensors).", path=out,
+                            fix="drop --resume to start a new run, or pass the folder of the interrupted run.")
+        return False
+    if out.exists() and any(out.iterdir()):
+        if not (opts.overwrite and (out / CONFIG_NAME).is_file()):
+            raise UserError("the output folder exists and is not empty.", path=out,
+                            fix="choose a new --out, use --resume to continue a run, or --overwrite to replace a model.")
+        shutil.rmtree(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
+    """Pretrain a diffusion U-Net on ``opts.images`` and write the model folder ``opts.out``.
+
+    Args:
+        trained: if given, this process's trained network (raw, not EMA) is appended to
+            it; the distributed test compares them across ranks.
+    Returns:
+        the run's summary (steps, seconds, images per second, final loss, peak memory).
+    """
+    opts.out = Path(opts.out)
+    reporter = Reporter("pretrain", opts.progress)
+    ctx = init_distributed("cuda" if opts.device.startswith("cuda") or (opts.device == "auto" and torch.cuda.is_available()) else "cpu")
+    reporter.enabled = ctx.is_main
+    created = False
+    try:
+        device = choose_device(opts.device, local_rank_from_env())
+        precision = Precision.choose(device, opts.precision)
+        paths = list_images(opts.images)
+        dims = check_same_dims(paths)
+        if opts.dims is not None and opts.dims != dims:
+            raise UserError(f"--dims {opts.dims} was given but the images are {dims}D.", path=opts.images,
+                            fix=f"use --dims {dims}, or point --images at {opts.dims}D images.")
+        if ctx.is_main:
+            created = _prepare_out_dir(opts)
+        ctx.barrier()
+        if opts.resume:
+            previous = load_config(opts.out)
+            net_cfg = NetworkConfig.from_dict(previous["network"])
+            diffusion = DiffusionConfig.from_dict(previous["diffusion"])
+            prep = Preprocessing.from_dict(previous["preprocessing"])
+            # Resuming means repeating the interrupted run: its data settings win over today's flags.
+            before = previous["training"]
+            opts.batch_size, opts.learning_rate = before["batch_size"], before["learning_rate"]
+            opts.seed, opts.augment = before["seed"], before["augment"]
+        else:
+            net_cfg = network_config(opts.preset, dims)
+            diffusion = DiffusionConfig(num_train_timesteps=opts.timesteps, schedule=opts.schedule)
+            prep = _preprocessing(opts, dims, paths[0], net_cfg)
+        diffusion.validate()
+        if opts.batch_size % ctx.world_size:
+            raise UserError(f"--batch-size {opts.batch_size} does not divide among {ctx.world_size} processes.",
+                            fix=f"use a multiple of {ctx.world_size}.")
+        torch.manual_seed(opts.seed)  # the initial weights
+        model = build_unet(net_cfg)
+        scheduler = make_scheduler(diffusion)
+        run_dir = opts.out / "runs" / time.strftime("pretrain-%Y%m%d-%H%M%S")
+        if ctx.is_main:
+            reporter.attach(run_dir / "events.jsonl")
+        reporter.log(f"pretraining on {len(paths)} {dims}D images, preset {net_cfg.preset}, patch {prep.patch_size}, "
+                     f"{device} {precision.name}, {ctx.world_size} process(es)")
+
+        dataset = CaseDataset(len(paths), unlabeled_image_loader(paths, prep),
+                              training_transform(prep.patch_shape, affine=opts.augment))
+        workers = opts.workers if opts.workers is not None else (0 if device.type == "cpu" else 4)
+
+        def make_batches(start: int):
+            from ..data.sampler import StepBatchSampler
+
+            sampler = StepBatchSampler(len(paths), opts.batch_size, opts.iterations, seed=opts.seed,
+                                       start_step=start, rank=ctx.rank, world_size=ctx.world_size)
+            return DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                              pin_memory=device.type == "cuda", persistent_workers=False)
+
+        def loss_fn(net, batch, generator):  # noqa: ARG001 (noise comes from the per-item seeds)
+            return ddpm_loss(net, scheduler, batch["image"], batch["seed"])
+
+        settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate,
+                                weight_decay=opts.weight_decay, warmup_steps=min(opts.warmup_steps, opts.iterations // 5),
+                                grad_clip=opts.grad_clip, ema_decay=opts.ema_decay,
+                                checkpoint_every=opts.checkpoint_every, seed=opts.seed)
+
+        def make_config(step: int) -> dict:
+            return {
+                "kind": "pretrained",
+                "dims": dims,
+                "network": net_cfg.to_dict(),
+                "diffusion": diffusion.to_dict(),
+                "preprocessing": prep.to_dict(),
+                "training": {"step": step, "iterations": opts.iterations, "batch_size": opts.batch_size,
+                             "learning_rate": opts.learning_rate, "seed": opts.seed, "images": len(paths),
+                             "augment": opts.augment},
+                "created_by": f"diffusionseg {__version__}",
+            }
+
+        summary = train(model=model, loss_fn=loss_fn, make_batches=make_batches, settings=settings,
+                        out_dir=opts.out, run_dir=run_dir, make_config=make_config, ctx=ctx, device=device,
+                        precision=precision, reporter=reporter, resume=opts.resume, batch_images=opts.batch_size)
+        if trained is not None:
+            trained.append(model)
+        summary.update(out=str(opts.out), device=str(device), precision=precision.name, world_size=ctx.world_size)
+        reporter.done(**summary)
+        return summary
+    except BaseException as exc:
+        if isinstance(exc, UserError):
+            reporter.error(exc.render())
+        else:
+            reporter.close()
+        # Nothing half-written: a folder this run created and never checkpointed goes away.
+        if created and ctx.is_main and not (opts.out / STATE_NAME).exists():
+            shutil.rmtree(opts.out, ignore_errors=True)
+        raise
+    finally:
+        ctx.close()
