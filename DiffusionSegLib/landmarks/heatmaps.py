@@ -130,7 +130,7 @@ def decode_heatmaps(logits: torch.Tensor, radius: int | Sequence[int] = 3,
     """
     if method not in DECODE_METHODS:
         raise ValueError(f"method must be one of {DECODE_METHODS}, got {method!r}")
-    if logits.dim() < 4:
+    if logits.dim() not in (4, 5):
         raise ValueError(f"logits must be (N, L, *S) with 2 or 3 spatial dims, got {tuple(logits.shape)}")
     n, l_, *spatial = logits.shape
     dims = len(spatial)
