@@ -12,9 +12,9 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from . import pretrain_cmd, sample_cmd
+from . import demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd
 
-SUBCOMMANDS = [pretrain_cmd, sample_cmd]
+SUBCOMMANDS = [pretrain_cmd, sample_cmd, finetune_cmd, predict_cmd, evaluate_cmd, demo_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -85,19 +85,19 @@ def landmark_metrics(errors, names: Sequence[str], thresholds: Sequence[float] =
 
 
 def _landmark_files(folder: Path) -> dict[str, Path]:
-    """``{case: file}`` for the landmark files in ``folder``; two files of one case is an error."""
+    """``{case: file}`` for the landmark files in ``folder``.
+
+    Where a case has several (``predict`` writes ``.mrk.json`` and ``.csv``), the first
+    suffix of LANDMARK_LABEL_SUFFIXES wins: ``.mrk.json``, then ``.fcsv``, then ``.csv``.
+    """
     if not folder.is_dir():
         raise UserError("landmark folder not found.", path=folder, fix="Check the path.")
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        lower = path.name.lower()
-        if path.name.startswith(".") or not path.is_file() or not lower.endswith(LANDMARK_LABEL_SUFFIXES):
-            continue
-        case = case_name(path)
-        if case in found:
-            raise UserError(f"case {case!r} has two landmark files: {found[case].name} and {path.name}.",
-                            path=folder, fix="Keep one landmark file per case.")
-        found[case] = path
+    for suffix in LANDMARK_LABEL_SUFFIXES:
+        for path in sorted(folder.iterdir()):
+            if path.name.startswith(".") or not path.is_file() or not path.name.lower().endswith(suffix):
+                continue
+            found.setdefault(case_name(path), path)
     return found
 
 

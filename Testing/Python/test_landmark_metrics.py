@@ -99,6 +99,15 @@ def test_evaluate_user_errors(tmp_path):
         evaluate_landmarks(tmp_path / "a", tmp_path / "b")
     with pytest.raises(UserError, match="not found"):
         evaluate_landmarks(tmp_path / "missing", tmp_path / "b")
-    write_csv(_lm({"x": (0, 0)}), tmp_path / "b" / "two.csv")
-    with pytest.raises(UserError, match="two landmark files"):
-        evaluate_landmarks(tmp_path / "a", tmp_path / "b")
+
+
+
+def test_mrk_json_wins_over_csv_of_the_same_case(tmp_path):
+    # predict writes <case>.mrk.json and <case>.csv; the markups file is the one scored.
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "truth").mkdir()
+    write_mrk_json(_lm({"x": (0, 0)}), tmp_path / "pred" / "c.mrk.json")
+    write_csv(_lm({"x": (5, 0)}), tmp_path / "pred" / "c.csv")
+    write_mrk_json(_lm({"x": (0, 0)}), tmp_path / "truth" / "c.mrk.json")
+    results = evaluate_landmarks(tmp_path / "pred", tmp_path / "truth")
+    assert results["summary"]["overall"]["mre_mm"] == 0.0

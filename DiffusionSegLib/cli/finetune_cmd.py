@@ -1,0 +1,75 @@
+"""``diffusionseg finetune``: few-shot fine-tuning for segmentation or landmarks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..nets import PRESETS
+from .common import add_runtime_options, positive_int
+
+
+def names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("finetune", help="fine-tune a pretrained model on a few annotated cases",
+                              description="Fine-tune the pretrained U-Net (or a random one, --init random) on the "
+                                          "annotated cases: each image in --images with an annotation of the same "
+                                          "name in --labels (segmentation) or --landmarks.")
+    p.add_argument("--task", required=True, choices=("segmentation", "landmarks"))
+    p.add_argument("--pretrained", type=Path, help="model folder written by pretrain")
+    p.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
+                   help="random: train from scratch (a baseline; --pretrained is then not needed)")
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--labels", type=Path, help="segmentation: .seg.nrrd files or label maps named like the images")
+    p.add_argument("--landmarks", type=Path, help="landmarks: .mrk.json, .fcsv or CSV files named like the images")
+    p.add_argument("--classes", type=names, help="class names for label maps, comma-separated (value i = i-th name)")
+    p.add_argument("--landmark-names", type=names, help="landmarks to learn, comma-separated (default: all found)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--iterations", type=positive_int, default=300)
+    p.add_argument("--batch-size", type=positive_int, default=4)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--timestep", type=int, default=0, help="the fixed diffusion timestep the network runs at")
+    p.add_argument("--dice-weight", type=float, default=1.0, help="segmentation: weight of the Dice term (0: CE only)")
+    p.add_argument("--sigma-mm", type=float, help="landmarks: heatmap sigma in mm (default 1.5 network pixels)")
+    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--preset", default="tiny", choices=list(PRESETS), help="with --init random only")
+    p.add_argument("--image-size", type=positive_int, nargs="+", help="with --init random only")
+    p.add_argument("--spacing", type=float, nargs="+", help="with --init random only")
+    p.add_argument("--patch-size", type=positive_int, nargs="+", help="with --init random only")
+    p.add_argument("--modality", default="auto", help="with --init random only")
+    p.add_argument("--checkpoint-every", type=positive_int, default=100)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
+    p.add_argument("--workers", type=int)
+    add_runtime_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from ..finetune.run import FinetuneOptions, finetune
+
+    annotations = args.labels if args.task == "segmentation" else args.landmarks
+    if annotations is None:
+        flag = "--labels" if args.task == "segmentation" else "--landmarks"
+        raise UserError(f"--task {args.task} needs {flag}.", fix=f"pass {flag} DIR with the annotation files.")
+    if args.init == "pretrained" and args.pretrained is None:
+        raise UserError("no pretrained model was given.",
+                        fix="pass --pretrained MODEL_DIR, or --init random to train from scratch.")
+    opts = FinetuneOptions(
+        task=args.task, images=args.images, annotations=annotations, out=args.out,
+        pretrained=args.pretrained if args.init == "pretrained" else None, classes=args.classes,
+        landmark_names=args.landmark_names, iterations=args.iterations, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, weight_decay=args.weight_decay, timestep=args.timestep,
+        dice_weight=args.dice_weight, sigma_mm=args.sigma_mm, augment=args.augment, preset=args.preset,
+        image_size=args.image_size, spacing=args.spacing, patch_size=args.patch_size, modality=args.modality,
+        checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, seed=args.seed, device=args.device,
+        precision=args.precision, workers=args.workers, progress=args.progress)
+    summary = finetune(opts)
+    if args.progress != "json":
+        print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""The end-to-end demo on generated sample data (the README's first command)."""

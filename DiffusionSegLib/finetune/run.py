@@ -1,0 +1,208 @@
+"""``diffusionseg finetune``: few-shot fine-tuning of a pretrained (or random) U-Net."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from ..data.augment import training_transform
+from ..data.datasets import CaseDataset
+from ..data.preprocess import Preprocessing
+from ..data.sampler import StepBatchSampler
+from ..errors import UserError
+from ..imageio import check_same_dims, read_image
+from ..labels import class_names_from, is_seg_nrrd
+from ..landmarks import read_landmarks
+from ..nets import NetworkConfig, check_fits, network_config
+from ..project import DEFAULT_COLORS
+from ..training.checkpoint import STATE_NAME, load_config, load_weights
+from ..training.device import Precision, choose_device
+from ..training.distributed import init_distributed, local_rank_from_env
+from ..training.loop import LoopSettings, train
+from ..training.progress import Reporter
+from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
+from .network import task_network
+from .tasks import LandmarkTask, SegmentationTask
+
+TASKS = ("segmentation", "landmarks")
+
+
+@dataclass
+class FinetuneOptions:
+    """Options of ``diffusionseg finetune``; sizes in (x, y[, z]) order."""
+
+    task: str
+    images: Path
+    annotations: Path
+    out: Path
+    pretrained: Path | None = None     # None: random initialisation (the baseline)
+    classes: list[str] | None = None
+    landmark_names: list[str] | None = None
+    iterations: int = 300
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    timestep: int = 0
+    dice_weight: float = 1.0
+    sigma_mm: float | None = None
+    augment: bool = True
+    # Used only without --pretrained (otherwise the pretrained model decides):
+    preset: str = "tiny"
+    image_size: list[int] | None = None
+    spacing: list[float] | None = None
+    patch_size: list[int] | None = None
+    modality: str = "auto"
+    checkpoint_every: int = 100
+    overwrite: bool = False
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int | None = None
+    progress: str = "bar"
+
+
+def _segmentation_task(opts: FinetuneOptions, cases: list[Case]) -> SegmentationTask:
+    classes = opts.classes
+    colors = None
+    if not classes:
+        seg = next((c.annotation for c in cases if is_seg_nrrd(c.annotation)), None)
+        if seg is None:
+            raise UserError("label maps carry no class names.", path=opts.annotations,
+                            fix="pass --classes name1,name2,... (label value i is the i-th name).")
+        classes, colors = class_names_from(seg)
+    colors = colors or [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(len(classes))]
+    return SegmentationTask(classes=list(classes), colors=[list(c) for c in colors], dice_weight=opts.dice_weight)
+
+
+def _landmark_task(opts: FinetuneOptions, cases: list[Case], spacing_mm: float) -> LandmarkTask:
+    names = opts.landmark_names
+    if not names:
+        names = []
+        for case in cases:  # the union of the names, in the order they first appear
+            names += [n for n in read_landmarks(case.annotation).names if n not in names]
+    # Default sigma: 1.5 network pixels, so the Gaussian is resolved at any resolution.
+    sigma = opts.sigma_mm if opts.sigma_mm else round(1.5 * spacing_mm, 3)
+    return LandmarkTask(names=list(names), sigma_mm=sigma)
+
+
+def _base_model(opts: FinetuneOptions, dims: int) -> tuple[NetworkConfig, Preprocessing, dict | None, dict]:
+    """(network config without head, preprocessing, pretrained weights or None, pretrained config)."""
+    if opts.pretrained is not None:
+        config = load_config(opts.pretrained)
+        if config.get("kind") != "pretrained":
+            raise UserError(f"--pretrained must be a pretrained model, this one is a {config.get('kind')} model.",
+                            path=opts.pretrained, fix="pass the folder that `diffusionseg pretrain` wrote.")
+        if config["dims"] != dims:
+            raise UserError(f"the pretrained model is {config['dims']}D but the images are {dims}D.",
+                            path=opts.pretrained, fix=f"pretrain a {dims}D model on images like these.")
+        return (NetworkConfig.from_dict(config["network"]), Preprocessing.from_dict(config["preprocessing"]),
+                load_weights(opts.pretrained), config)
+    # Random initialisation: the same preprocessing rules as pretraining.
+    from ..training.pretrain import PretrainOptions, _preprocessing
+
+    net = network_config(opts.preset, dims)
+    popts = PretrainOptions(images=opts.images, out=opts.out, preset=opts.preset, image_size=opts.image_size,
+                            spacing=opts.spacing, patch_size=opts.patch_size, modality=opts.modality)
+    return net, _preprocessing(popts, dims, labeled_first_image(opts), net), None, {}
+
+
+def labeled_first_image(opts: FinetuneOptions) -> Path:
+    suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
+    return labeled_cases(opts.images, opts.annotations, suffixes)[0].image
+
+
+def finetune(opts: FinetuneOptions) -> dict:
+    """Fine-tune for ``opts.task`` on the annotated cases and write the model folder ``opts.out``."""
+    if opts.task not in TASKS:
+        raise UserError(f"unknown task '{opts.task}'.", fix=f"use --task with one of {', '.join(TASKS)}.")
+    opts.out = Path(opts.out)
+    reporter = Reporter("finetune", opts.progress)
+    ctx = init_distributed("cuda" if torch.cuda.is_available() and opts.device in ("auto", "cuda") else "cpu")
+    reporter.enabled = ctx.is_main
+    created = False
+    try:
+        device = choose_device(opts.device, local_rank_from_env())
+        precision = Precision.choose(device, opts.precision)
+        suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
+        cases = labeled_cases(opts.images, opts.annotations, suffixes)
+        dims = check_same_dims([c.image for c in cases])
+        base_net, prep, pretrained, _ = _base_model(opts, dims)
+        if opts.task == "segmentation":
+            task = _segmentation_task(opts, cases)
+        else:
+            grid = prep.resample(read_image(cases[0].image))
+            task = _landmark_task(opts, cases, min(grid.GetSpacing()))
+        net_cfg = NetworkConfig.from_dict({**base_net.to_dict(), "out_channels": task.out_channels})
+        check_fits(net_cfg, prep.patch_size, option="--patch-size")
+        if ctx.is_main:
+            if opts.out.exists() and any(opts.out.iterdir()):
+                if not opts.overwrite:
+                    raise UserError("the output folder exists and is not empty.", path=opts.out,
+                                    fix="choose a new --out, or pass --overwrite to replace that model.")
+                shutil.rmtree(opts.out)
+            created = not opts.out.exists()
+            opts.out.mkdir(parents=True, exist_ok=True)
+        ctx.barrier()
+        torch.manual_seed(opts.seed)
+        model, fresh = task_network(net_cfg, opts.timestep, pretrained)
+        run_dir = opts.out / "runs" / time.strftime("finetune-%Y%m%d-%H%M%S")
+        if ctx.is_main:
+            reporter.attach(run_dir / "events.jsonl")
+        reporter.log(f"fine-tuning for {task.kind} on {len(cases)} case(s), "
+                     f"{'pretrained from ' + str(opts.pretrained) if pretrained else 'random initialisation'} "
+                     f"({len(fresh)} tensors new), {device} {precision.name}")
+        # Reading every case once up front turns a bad annotation into an error now, not mid-run.
+        loaded = [task.load(case, prep) for case in cases]
+        dataset = CaseDataset(len(cases), lambda i: loaded[i],
+                              training_transform(prep.patch_shape, image_keys=task.image_keys,
+                                                 label_keys=task.label_keys, affine=opts.augment),
+                              cache_size=0)
+        workers = opts.workers if opts.workers is not None else (0 if device.type == "cpu" else 2)
+
+        def make_batches(start: int):
+            sampler = StepBatchSampler(len(cases), opts.batch_size, opts.iterations, seed=opts.seed,
+                                       start_step=start, rank=ctx.rank, world_size=ctx.world_size)
+            return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
+
+        def loss_fn(net, batch, generator):  # noqa: ARG001 (no randomness in the loss)
+            return task.loss(net(batch["image"]), batch)
+
+        settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate,
+                                weight_decay=opts.weight_decay, optimizer="adam", schedule="cosine",
+                                warmup_steps=min(20, opts.iterations // 10), ema_decay=0.99,
+                                checkpoint_every=opts.checkpoint_every, seed=opts.seed)
+
+        def make_config(step: int) -> dict:
+            return {
+                "kind": task.kind, "dims": dims, "network": net_cfg.to_dict(), "preprocessing": prep.to_dict(),
+                "timestep": opts.timestep, "task": task.describe(),
+                "training": {"step": step, "iterations": opts.iterations, "batch_size": opts.batch_size,
+                             "learning_rate": opts.learning_rate, "weight_decay": opts.weight_decay,
+                             "seed": opts.seed, "augment": opts.augment, "cases": [c.name for c in cases],
+                             "init": "pretrained" if pretrained else "random",
+                             "pretrained": str(opts.pretrained) if opts.pretrained else None},
+                "created_by": f"diffusionseg {__version__}",
+            }
+
+        summary = train(model=model, loss_fn=loss_fn, make_batches=make_batches, settings=settings,
+                        out_dir=opts.out, run_dir=run_dir, make_config=make_config, ctx=ctx, device=device,
+                        precision=precision, reporter=reporter, resume=False, batch_images=opts.batch_size)
+        summary.update(out=str(opts.out), cases=len(cases), task=task.kind)
+        reporter.done(**summary)
+        return summary
+    except BaseException as exc:
+        if isinstance(exc, UserError):
+            reporter.error(exc.render())
+        else:
+            reporter.close()
+        if created and ctx.is_main and not (opts.out / STATE_NAME).exists():
+            shutil.rmtree(opts.out, ignore_errors=True)
+        raise
+    finally:
+        ctx.close()

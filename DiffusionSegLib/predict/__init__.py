@@ -1,0 +1,1 @@
+"""Prediction with a fine-tuned model: one forward pass (2D) or overlapping sliding windows (3D)."""

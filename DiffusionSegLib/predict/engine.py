@@ -1,0 +1,87 @@
+"""Loading a fine-tuned model and running it on one image, in that image's own geometry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import sliding_window_inference
+
+from ..data.preprocess import Preprocessing
+from ..errors import UserError
+from ..finetune.network import FixedTimestepUNet
+from ..nets import NetworkConfig, build_unet
+from ..training.checkpoint import load_config, load_weights
+from ..training.device import Precision, choose_device
+
+TASK_KINDS = ("segmentation", "landmarks")
+
+
+@dataclass
+class LoadedModel:
+    config: dict
+    network: FixedTimestepUNet
+    preprocessing: Preprocessing
+    device: torch.device
+    precision: Precision
+
+    @property
+    def kind(self) -> str:
+        return self.config["kind"]
+
+
+def load_task_model(model_dir: Path, device: str = "auto", precision: str = "auto") -> LoadedModel:
+    """A fine-tuned model ready for inference (weights from safetensors, never pickle)."""
+    config = load_config(model_dir)
+    if config.get("kind") not in TASK_KINDS:
+        raise UserError(f"this is a {config.get('kind')} model, which cannot predict.", path=model_dir,
+                        fix="fine-tune it first (`diffusionseg finetune`) and predict with the fine-tuned folder.")
+    net = FixedTimestepUNet(build_unet(NetworkConfig.from_dict(config["network"])), config["timestep"])
+    weights = load_weights(model_dir)
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise UserError("the weights do not fit the network the config describes.", path=model_dir,
+                        fix="restore the model folder from its original copy.")
+    dev = choose_device(device)
+    net.to(dev).eval()
+    return LoadedModel(config, net, Preprocessing.from_dict(config["preprocessing"]), dev,
+                       Precision.choose(dev, precision))
+
+
+@torch.no_grad()
+def network_output(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = 0.5,
+                   windows: bool | None = None) -> np.ndarray:
+    """Raw network output ``(C, *S)`` for one preprocessed image ``(*S)``.
+
+    2D images resized to the training size take one forward pass. Otherwise (3D, or
+    an image larger than the training patch) MONAI's sliding-window inference with
+    ``overlap`` and Gaussian weighting averages overlapping patches; images smaller
+    than the patch are padded and cropped back by MONAI.
+
+    Args:
+        grid_pixels: ``(*S)`` normalised image on the network grid.
+        windows: force (True) or forbid (False) the sliding-window path; None decides
+            by shape.
+    Returns:
+        ``(C, *S)`` float32.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(grid_pixels))[None, None].to(model.device)
+    patch = model.preprocessing.patch_shape
+    with model.precision.autocast():
+        if windows is False or (windows is None and tuple(x.shape[2:]) == tuple(patch)):
+            out = model.network(x)
+        else:
+            out = sliding_window_inference(x, roi_size=patch, sw_batch_size=4, predictor=model.network,
+                                           overlap=overlap, mode="gaussian", padding_mode="replicate")
+    return out[0].float().cpu().numpy()
+
+
+def on_grid(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
+    """``(C, *S)`` channels as a vector image with ``grid``'s geometry."""
+    channels_last = np.moveaxis(array, 0, -1).astype(np.float32)
+    image = sitk.GetImageFromArray(channels_last, isVector=True)
+    image.CopyInformation(grid)
+    return image

@@ -1,0 +1,215 @@
+"""Fine-tuning learns on a tiny generated set; prediction writes files Slicer reads, in the input's geometry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import slicerio
+import SimpleITK as sitk
+import torch
+
+from DiffusionSegLib.cli.main import main
+from DiffusionSegLib.errors import UserError
+from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks
+from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations
+from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
+from DiffusionSegLib.predict.engine import load_task_model, network_output
+from DiffusionSegLib.predict.run import PredictOptions, predict
+from DiffusionSegLib.sample_data import generate_sample_dataset
+from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("phantoms")
+    generate_sample_dataset(root / "data", dims=2, n_cases=12, size=(32, 32), seed=3)
+    return root / "data"
+
+
+def subset(src: Path, dst: Path, cases: list[str], suffix: str) -> Path:
+    dst.mkdir(parents=True)
+    for case in cases:
+        shutil.copy2(src / f"{case}{suffix}", dst)
+    return dst
+
+
+TRAIN = [f"case_{i:03d}" for i in range(6)]
+TEST = [f"case_{i:03d}" for i in range(6, 12)]
+
+
+@pytest.fixture(scope="module")
+def pretrained(dataset, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pre") / "model"
+    pretrain(PretrainOptions(images=dataset / "images", out=out, preset="tiny", image_size=[32, 32], iterations=30,
+                             batch_size=6, learning_rate=1e-3, checkpoint_every=30, device="cpu", progress="none"))
+    return out
+
+
+def test_segmentation_learns_and_predicts_slicer_files(dataset, pretrained, tmp_path):
+    labels = subset(dataset / "labels", tmp_path / "labels", TRAIN, ".nrrd")
+    classes = ["right_lung", "left_lung", "heart"]
+    model = tmp_path / "seg"
+    finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels, out=model,
+                             pretrained=pretrained, classes=classes, iterations=120, batch_size=6,
+                             learning_rate=3e-3, checkpoint_every=120, device="cpu", progress="none"))
+    config = json.loads((model / "config.json").read_text())
+    assert config["kind"] == "segmentation" and config["task"]["classes"] == classes
+    assert config["training"]["init"] == "pretrained"
+
+    images = subset(dataset / "images", tmp_path / "test", TEST, ".nrrd")
+    out = tmp_path / "pred"
+    predict(PredictOptions(model=model, images=images, out=out, formats=["nii.gz"], overlay=True, device="cpu",
+                           progress="none"))
+    results = evaluate_segmentations(out, dataset / "labels", classes)
+    # Chance (a constant or random map) scores far below this on three structures.
+    assert results["summary"]["mean_dice"] > 0.6, results["summary"]
+
+    # The .seg.nrrd opens with slicerio with the segment names and the image's geometry.
+    seg_path = out / f"{TEST[0]}.seg.nrrd"
+    seg = slicerio.read_segmentation(str(seg_path))
+    assert [s["name"] for s in seg["segments"]] == classes
+    image = sitk.ReadImage(str(images / f"{TEST[0]}.nrrd"))
+    assert np.allclose(np.diag(seg["ijkToLPS"])[:2], image.GetSpacing())
+    assert np.allclose(seg["ijkToLPS"][:2, 3], image.GetOrigin())
+    assert (out / f"{TEST[0]}_overlay.png").is_file() and (out / f"{TEST[0]}.nii.gz").is_file()
+    with pytest.raises(UserError, match="already exist"):
+        predict(PredictOptions(model=model, images=images, out=out, device="cpu", progress="none"))
+
+
+def test_predicted_seg_nrrd_loads_in_slicer_core(dataset, pretrained, tmp_path):
+    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
+    labels = subset(dataset / "labels", tmp_path / "labels", TRAIN[:2], ".nrrd")
+    model = tmp_path / "seg"
+    finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels, out=model,
+                             pretrained=pretrained, classes=["right_lung", "left_lung", "heart"], iterations=2,
+                             batch_size=2, checkpoint_every=2, device="cpu", progress="none"))
+    out = tmp_path / "pred"
+    predict(PredictOptions(model=model, images=dataset / "images" / f"{TEST[0]}.nrrd", out=out, device="cpu",
+                           progress="none"))
+    scene = slicer.vtkMRMLScene()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(out / f"{TEST[0]}.seg.nrrd"))
+    assert storage.ReadData(node)
+    names = [node.GetSegmentation().GetNthSegment(i).GetName() for i in range(node.GetSegmentation().GetNumberOfSegments())]
+    assert names == ["right_lung", "left_lung", "heart"]
+
+
+def test_landmarks_learn_and_predict_markups(dataset, pretrained, tmp_path):
+    marks = subset(dataset / "landmarks", tmp_path / "marks", TRAIN, ".mrk.json")
+    model = tmp_path / "lmk"
+    finetune(FinetuneOptions(task="landmarks", images=dataset / "images", annotations=marks, out=model,
+                             pretrained=pretrained, iterations=120, batch_size=6, learning_rate=3e-3,
+                             checkpoint_every=120, device="cpu", progress="none"))
+    images = subset(dataset / "images", tmp_path / "test", TEST, ".nrrd")
+    out = tmp_path / "pred"
+    predict(PredictOptions(model=model, images=images, out=out, overlay=True, device="cpu", progress="none"))
+    results = evaluate_landmarks(out, dataset / "landmarks")
+    mre = results["summary"]["overall"]["mre_mm"]
+    # The phantom is 32 px across at 11.2 mm/px (358 mm): guessing the image centre gives
+    # about 80 mm; a learned model is within a few pixels.
+    assert mre < 35, results["summary"]["overall"]
+    doc = json.loads((out / f"{TEST[0]}.mrk.json").read_text())
+    points = doc["markups"][0]["controlPoints"]
+    assert [p["label"] for p in points][:2] == ["right_lung_apex", "left_lung_apex"]
+    assert all("confidence=" in p["description"] for p in points)
+
+
+def test_sliding_window_equals_whole_volume_forward(tmp_path):
+    """3D sliding-window inference: the same result as one whole-volume forward pass."""
+    generate_sample_dataset(tmp_path / "vol", dims=3, n_cases=2, size=(16, 32, 32), seed=0)
+    model_dir = tmp_path / "seg3d"
+    finetune(FinetuneOptions(task="segmentation", images=tmp_path / "vol" / "images",
+                             annotations=tmp_path / "vol" / "labels", out=model_dir,
+                             classes=["right_kidney", "left_kidney"], pretrained=None, preset="tiny",
+                             patch_size=[32, 32, 16], iterations=2, batch_size=1, checkpoint_every=2,
+                             device="cpu", progress="none"))
+    model = load_task_model(model_dir, "cpu")
+    volume = np.random.default_rng(0).uniform(-1, 1, (16, 32, 32)).astype(np.float32)
+    # A volume of the patch's size: the window path must reproduce the direct pass exactly.
+    whole = network_output(model, volume, windows=False)
+    windowed = network_output(model, volume, windows=True)
+    assert whole.shape == (3, 16, 32, 32)
+    assert np.allclose(windowed, whole, atol=1e-5)
+
+    # A larger volume: many overlapping Gaussian-weighted windows, padded at the border.
+    # With a pointwise network (a 1x1x1 convolution) every window agrees with the whole
+    # volume, so the blended result must equal the whole-volume pass voxel by voxel.
+    pointwise = torch.nn.Conv3d(1, 3, kernel_size=1)
+    model.network = pointwise.eval()
+    big = np.random.default_rng(1).uniform(-1, 1, (24, 45, 37)).astype(np.float32)
+    blended = network_output(model, big, overlap=0.5, windows=True)
+    direct = network_output(model, big, windows=False)
+    assert blended.shape == (3, 24, 45, 37)
+    assert np.allclose(blended, direct, atol=1e-5)
+
+
+def test_finetune_errors(dataset, pretrained, tmp_path, capsys):
+    images = dataset / "images"
+    empty = tmp_path / "none"
+    empty.mkdir()
+    code = main(["finetune", "--task", "segmentation", "--pretrained", str(pretrained), "--images", str(images),
+                 "--labels", str(empty), "--classes", "a,b,c", "--out", str(tmp_path / "m1"), "--progress", "none"])
+    assert code == 2 and "no annotated case" in capsys.readouterr().err and not (tmp_path / "m1").exists()
+
+    # A label map whose geometry does not match its image is an error, never resampled.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    label = sitk.ReadImage(str(dataset / "labels" / "case_000.nrrd"))
+    label.SetSpacing([s * 2 for s in label.GetSpacing()])
+    sitk.WriteImage(label, str(bad / "case_000.nrrd"))
+    code = main(["finetune", "--task", "segmentation", "--pretrained", str(pretrained), "--images", str(images),
+                 "--labels", str(bad), "--classes", "a,b,c", "--out", str(tmp_path / "m2"), "--progress", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "case_000" in err and not (tmp_path / "m2").exists()
+
+    # A label value with no class name.
+    code = main(["finetune", "--task", "segmentation", "--pretrained", str(pretrained), "--images", str(images),
+                 "--labels", str(subset(dataset / "labels", tmp_path / "l3", ["case_001"], ".nrrd")),
+                 "--classes", "a", "--out", str(tmp_path / "m3"), "--progress", "none"])
+    assert code == 2 and "case_001" in capsys.readouterr().err
+
+    # An empty mask.
+    empty_label = tmp_path / "l4"
+    empty_label.mkdir()
+    zero = sitk.ReadImage(str(dataset / "labels" / "case_002.nrrd")) * 0
+    sitk.WriteImage(zero, str(empty_label / "case_002.nrrd"))
+    code = main(["finetune", "--task", "segmentation", "--pretrained", str(pretrained), "--images", str(images),
+                 "--labels", str(empty_label), "--classes", "a,b,c", "--out", str(tmp_path / "m4"),
+                 "--progress", "none"])
+    assert code == 2 and "mpty" in capsys.readouterr().err
+
+    # A landmark outside its image.
+    marks = subset(dataset / "landmarks", tmp_path / "l5", ["case_003"], ".mrk.json")
+    doc = json.loads((marks / "case_003.mrk.json").read_text())
+    doc["markups"][0]["controlPoints"][0]["position"] = [5000.0, 5000.0, 0.0]
+    (marks / "case_003.mrk.json").write_text(json.dumps(doc))
+    code = main(["finetune", "--task", "landmarks", "--pretrained", str(pretrained), "--images", str(images),
+                 "--landmarks", str(marks), "--out", str(tmp_path / "m5"), "--progress", "none"])
+    err = capsys.readouterr().err
+    assert code == 2 and "outside the image" in err and "case_003" in err
+
+    # Predicting with a pretrained (not fine-tuned) model.
+    code = main(["predict", "--model", str(pretrained), "--images", str(images), "--out", str(tmp_path / "p"),
+                 "--progress", "none"])
+    assert code == 2 and "fine-tune" in capsys.readouterr().err
+
+
+def test_pretrained_weights_are_copied_and_head_is_new(dataset, pretrained, tmp_path):
+    from DiffusionSegLib.finetune.network import task_network
+    from DiffusionSegLib.nets import NetworkConfig
+    from DiffusionSegLib.training.checkpoint import load_config, load_weights
+
+    weights = load_weights(pretrained)
+    cfg = NetworkConfig.from_dict({**load_config(pretrained)["network"], "out_channels": 4})
+    net, fresh = task_network(cfg, 0, weights)
+    assert sorted(fresh) == ["out.2.conv.bias", "out.2.conv.weight"]
+    state = net.unet.state_dict()
+    assert torch.equal(state["conv_in.conv.weight"], weights["conv_in.conv.weight"])
+    assert state["out.2.conv.weight"].abs().sum() > 0  # not MONAI's zero initialisation
