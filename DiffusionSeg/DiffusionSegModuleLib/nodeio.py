@@ -123,13 +123,15 @@ def _write_with_storage_node(ctx: MRMLContext, node, storage_class: str, path: P
     return path
 
 
-def _read_with_storage_node(storage_class: str, node, path: Path) -> None:
+def _read_with_storage_node(storage_class: str, node, path: Path, configure=None) -> None:
     import slicer
 
     if not Path(path).is_file():
         raise FileNotFoundError(_("File not found: {path}").format(path=path))
     storage = getattr(slicer, storage_class)()
     storage.SetFileName(str(path))
+    if configure is not None:
+        configure(storage)
     if not storage.ReadData(node):
         raise OSError(_("Slicer could not read {path}.").format(path=path))
 
@@ -167,10 +169,15 @@ def write_volume(ctx: MRMLContext, volume_node, path: str | Path) -> Path:
 
 
 def read_volume(ctx: MRMLContext, path: str | Path, name: str):
-    """Load an image file (any format ITK reads) as a new scalar volume node."""
+    """Load an image file (any format ITK reads) as a new scalar volume node.
+
+    Exactly that file: without SingleFile the archetype reader stacks every similarly
+    numbered file of the folder (case_000.nrrd ... case_003.nrrd) into one volume.
+    """
     node = ctx.add_node("vtkMRMLScalarVolumeNode", name)
     try:
-        _read_with_storage_node("vtkMRMLVolumeArchetypeStorageNode", node, Path(path))
+        _read_with_storage_node("vtkMRMLVolumeArchetypeStorageNode", node, Path(path),
+                                lambda storage: storage.SetSingleFile(1))
     except Exception:
         ctx.remove_node(node)
         raise

@@ -254,3 +254,16 @@ def test_backend_reads_what_the_module_writes_and_vice_versa(mrml, volume, tmp_p
     node = nodeio.read_segmentation(mrml, predicted, "c prediction", reference_volume=volume)
     assert nodeio.segment_names(node) == CLASSES
     assert np.array_equal(nodeio.label_array(mrml, node, volume, CLASSES), expected)
+
+
+def test_read_volume_reads_one_file_not_the_numbered_series(mrml, tmp_path):
+    """Project images are often case_000.nrrd, case_001.nrrd...: loading one must not stack them all."""
+    from DiffusionSegModuleLib import nodeio
+
+    for i in range(3):
+        image = sitk.GetImageFromArray(np.full((6, 5), i, np.uint16))
+        image.SetSpacing((0.5, 0.5))
+        sitk.WriteImage(image, str(tmp_path / f"case_{i:03d}.nrrd"))
+    node = nodeio.read_volume(mrml, tmp_path / "case_001.nrrd", "case_001")
+    assert node.GetImageData().GetDimensions() == (5, 6, 1)
+    assert np.all(nodeio.array_from_volume(node) == 1)
