@@ -19,12 +19,11 @@ background.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from DiffusionSegLib.atomic import write_json_atomic
 from DiffusionSegLib.errors import UserError
 
 FORMAT = "diffusionseg-project"
@@ -164,17 +163,7 @@ class Project:
                "classes": self.classes, "class_colors": [list(c) for c in self.class_colors],
                "landmark_names": self.landmark_names, "modality": self.modality,
                "target_spacing": self.target_spacing, "target_size": self.target_size, **self.extra}
-        Path(self.folder).mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".project.json.", suffix=".tmp", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f, indent=2)
-                f.write("\n")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.project_file)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_json_atomic(self.project_file, doc)
         return self.project_file
 
     def _validate(self, path: Path) -> None:

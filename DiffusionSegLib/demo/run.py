@@ -20,7 +20,7 @@ from ..evaluation.segmentation import evaluate_segmentations, write_report
 from ..finetune.run import FinetuneOptions, finetune
 from ..predict.run import PredictOptions, predict
 from ..sample_data import generate_sample_dataset
-from ..training.atomic import write_json_atomic
+from ..atomic import write_json_atomic
 from ..training.pretrain import PretrainOptions, pretrain
 
 MARKER = "demo.json"

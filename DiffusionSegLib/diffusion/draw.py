@@ -13,7 +13,7 @@ import torch
 from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..nets import NetworkConfig, build_unet
-from ..training.atomic import write_json_atomic
+from ..atomic import write_json_atomic
 from ..training.checkpoint import load_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.progress import Reporter

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from DiffusionSegLib.atomic import jsonable
 from DiffusionSegLib.errors import UserError
 from DiffusionSegLib.landmarks.markups import Landmarks, _atomic_write, read_landmarks
 from DiffusionSegLib.project import LANDMARK_LABEL_SUFFIXES, case_name
@@ -163,17 +164,6 @@ def evaluate_landmarks(pred_dir: str | Path, truth_dir: str | Path, names: Seque
             "pred_dir": str(pred_dir), "truth_dir": str(truth_dir)}
 
 
-def _jsonable(value):
-    """NaN and infinity as null: JSON has no NaN, and many readers reject it."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def write_report(results: dict, json_path: str | Path, csv_path: str | Path | None = None,
                  overwrite: bool = True) -> None:
     """Write :func:`evaluate_landmarks` results (or any dict with a ``"summary"`` from
@@ -186,7 +176,7 @@ def write_report(results: dict, json_path: str | Path, csv_path: str | Path | No
 
     Files are written atomically; ``overwrite=False`` refuses to replace an existing file.
     """
-    _atomic_write(json_path, json.dumps(_jsonable(results), indent=2) + "\n", overwrite)
+    _atomic_write(json_path, json.dumps(jsonable(results), indent=2) + "\n", overwrite)
     if csv_path is None:
         return
     summary = results["summary"]

@@ -21,14 +21,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import jsonable, write_text_atomic
 from ..errors import UserError
 from ..imageio.images import list_images, read_image_info
 from ..imageio.suffixes import case_id
@@ -256,29 +255,6 @@ def evaluate_segmentations(pred_dir: str | Path, label_dir: str | Path, classes:
 
 
 # ---------------------------------------------------------------- reports
-def _jsonable(value):
-    """NaN and infinity as null: JSON has no NaN, and many readers reject it."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def write_report(results: dict, out_path_json: str | Path, csv_path: str | Path | None = None) -> None:
     """Write ``evaluate_segmentations`` results as JSON (NaN as null) and optionally CSV.
 
@@ -287,7 +263,7 @@ def write_report(results: dict, out_path_json: str | Path, csv_path: str | Path 
     ``mean``/``all`` row, and a row per case missing on one side. Both files are
     written atomically and replaced if they exist (they are outputs).
     """
-    _write_text(Path(out_path_json), json.dumps(_jsonable(results), indent=2) + "\n")
+    write_text_atomic(Path(out_path_json), json.dumps(jsonable(results), indent=2) + "\n")
     if csv_path is None:
         return
 
@@ -311,4 +287,4 @@ def write_report(results: dict, out_path_json: str | Path, csv_path: str | Path 
         writer.writerow([case, "", "", "", "", "", "", "no prediction"])
     for case in results.get("unlabeled_predictions", []):
         writer.writerow([case, "", "", "", "", "", "", "no ground truth"])
-    _write_text(Path(csv_path), buffer.getvalue())
+    write_text_atomic(Path(csv_path), buffer.getvalue())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,12 @@ from ..labels import class_names_from, is_seg_nrrd
 from ..landmarks import read_landmarks
 from ..nets import NetworkConfig, check_fits, network_config
 from ..project import DEFAULT_COLORS
-from ..training.checkpoint import STATE_NAME, load_config, load_weights
+from ..training.checkpoint import load_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.distributed import init_distributed, local_rank_from_env
 from ..training.loop import LoopSettings, train
-from ..training.progress import Reporter
+from ..training.guard import RunGuard
+from ..training.progress import Reporter, new_run_dir
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
 from .network import task_network
 from .tasks import LandmarkTask, SegmentationTask
@@ -125,8 +125,7 @@ def finetune(opts: FinetuneOptions) -> dict:
     reporter = Reporter("finetune", opts.progress)
     ctx = init_distributed("cuda" if torch.cuda.is_available() and opts.device in ("auto", "cuda") else "cpu")
     reporter.enabled = ctx.is_main
-    created = False
-    try:
+    with RunGuard(reporter, ctx, opts.out) as guard:
         device = choose_device(opts.device, local_rank_from_env())
         precision = Precision.choose(device, opts.precision)
         suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
@@ -146,12 +145,12 @@ def finetune(opts: FinetuneOptions) -> dict:
                     raise UserError("the output folder exists and is not empty.", path=opts.out,
                                     fix="choose a new --out, or pass --overwrite to replace that model.")
                 shutil.rmtree(opts.out)
-            created = not opts.out.exists()
+            guard.created = not opts.out.exists()
             opts.out.mkdir(parents=True, exist_ok=True)
         ctx.barrier()
         torch.manual_seed(opts.seed)
         model, fresh = task_network(net_cfg, opts.timestep, pretrained)
-        run_dir = opts.out / "runs" / time.strftime("finetune-%Y%m%d-%H%M%S")
+        run_dir = new_run_dir(opts.out / "runs", "finetune")
         if ctx.is_main:
             reporter.attach(run_dir / "events.jsonl")
         reporter.log(f"fine-tuning for {task.kind} on {len(cases)} case(s), "
@@ -196,13 +195,3 @@ def finetune(opts: FinetuneOptions) -> dict:
         summary.update(out=str(opts.out), cases=len(cases), task=task.kind)
         reporter.done(**summary)
         return summary
-    except BaseException as exc:
-        if isinstance(exc, UserError):
-            reporter.error(exc.render())
-        else:
-            reporter.close()
-        if created and ctx.is_main and not (opts.out / STATE_NAME).exists():
-            shutil.rmtree(opts.out, ignore_errors=True)
-        raise
-    finally:
-        ctx.close()

@@ -7,14 +7,13 @@ the same folder, then ``os.replace``), refusing to overwrite unless asked.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import write_atomic
 from ..errors import UserError
 from ..imageio.writing import write_image
 
@@ -102,16 +101,7 @@ def write_seg_nrrd(labelmap: sitk.Image, path: str | Path, classes: Sequence[str
             for index, (name, color) in enumerate(zip(classes, colors))
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name[:-len('.seg.nrrd')]}.", suffix=".partial.seg.nrrd",
-                                         dir=path.parent)
-    os.close(handle)
-    try:
-        slicerio.write_segmentation(temporary, segmentation)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    write_atomic(path, lambda tmp: slicerio.write_segmentation(str(tmp), segmentation), suffix=".seg.nrrd")
     return path
 
 

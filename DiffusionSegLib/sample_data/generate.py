@@ -16,15 +16,14 @@ be regenerated alone and the dataset is identical on every machine.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
+from DiffusionSegLib.atomic import write_atomic
 from DiffusionSegLib.errors import UserError
 from DiffusionSegLib.landmarks import Landmarks, write_mrk_json
 from DiffusionSegLib.project import Project
@@ -136,15 +135,7 @@ def _with_geometry(array: np.ndarray, spacing, origin) -> sitk.Image:
 def _write_image(img: sitk.Image, path: Path) -> None:
     """Write compressed NRRD atomically (the temporary name keeps the .nrrd suffix so
     SimpleITK picks the NRRD writer)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.nrrd", dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(img, tmp, useCompression=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, lambda tmp: sitk.WriteImage(img, str(tmp), useCompression=True), suffix=".nrrd")
 
 
 def _previous_recipe(out_dir: Path) -> dict | None:

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import UserError
-from .atomic import write_atomic, write_json_atomic
+from ..atomic import write_atomic, write_json_atomic
 
 MODEL_FORMAT = "diffusionseg-model"
 MODEL_VERSION = 1

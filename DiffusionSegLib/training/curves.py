@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_atomic
+from ..atomic import write_atomic
 
 
 class LossLog:

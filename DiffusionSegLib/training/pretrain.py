@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 from torch.utils.data import DataLoader
@@ -24,7 +22,8 @@ from .checkpoint import CONFIG_NAME, STATE_NAME, load_config
 from .device import Precision, choose_device
 from .distributed import init_distributed, local_rank_from_env
 from .loop import LoopSettings, train
-from .progress import Reporter
+from .guard import RunGuard
+from .progress import Reporter, new_run_dir
 
 DEFAULT_IMAGE_SIZE_2D = [128, 128]
 DEFAULT_PATCH_SIZE_3D = [64, 64, 32]
@@ -122,8 +121,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
     reporter = Reporter("pretrain", opts.progress)
     ctx = init_distributed("cuda" if opts.device.startswith("cuda") or (opts.device == "auto" and torch.cuda.is_available()) else "cpu")
     reporter.enabled = ctx.is_main
-    created = False
-    try:
+    with RunGuard(reporter, ctx, opts.out) as guard:
         device = choose_device(opts.device, local_rank_from_env())
         precision = Precision.choose(device, opts.precision)
         paths = list_images(opts.images)
@@ -132,7 +130,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
             raise UserError(f"--dims {opts.dims} was given but the images are {dims}D.", path=opts.images,
                             fix=f"use --dims {dims}, or point --images at {opts.dims}D images.")
         if ctx.is_main:
-            created = _prepare_out_dir(opts)
+            guard.created = _prepare_out_dir(opts)
         ctx.barrier()
         if opts.resume:
             previous = load_config(opts.out)
@@ -154,7 +152,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         torch.manual_seed(opts.seed)  # the initial weights
         model = build_unet(net_cfg)
         scheduler = make_scheduler(diffusion)
-        run_dir = opts.out / "runs" / time.strftime("pretrain-%Y%m%d-%H%M%S")
+        run_dir = new_run_dir(opts.out / "runs", "pretrain")
         if ctx.is_main:
             reporter.attach(run_dir / "events.jsonl")
         reporter.log(f"pretraining on {len(paths)} {dims}D images, preset {net_cfg.preset}, patch {prep.patch_size}, "
@@ -201,14 +199,3 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         summary.update(out=str(opts.out), device=str(device), precision=precision.name, world_size=ctx.world_size)
         reporter.done(**summary)
         return summary
-    except BaseException as exc:
-        if isinstance(exc, UserError):
-            reporter.error(exc.render())
-        else:
-            reporter.close()
-        # Nothing half-written: a folder this run created and never checkpointed goes away.
-        if created and ctx.is_main and not (opts.out / STATE_NAME).exists():
-            shutil.rmtree(opts.out, ignore_errors=True)
-        raise
-    finally:
-        ctx.close()

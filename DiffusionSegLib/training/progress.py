@@ -13,6 +13,16 @@ from pathlib import Path
 PROGRESS_MODES = ("bar", "json", "none")
 
 
+def new_run_dir(runs: Path, stage: str) -> Path:
+    """A fresh ``runs/<stage>-<date>-<time>[-k]`` folder name (two runs in one second get two)."""
+    base = runs / time.strftime(f"{stage}-%Y%m%d-%H%M%S")
+    candidate, k = base, 1
+    while candidate.exists():
+        k += 1
+        candidate = base.with_name(f"{base.name}-{k}")
+    return candidate
+
+
 class Reporter:
     """Emit ``start``, ``progress``, ``checkpoint``, ``output``, ``done`` and ``error`` events.
 
