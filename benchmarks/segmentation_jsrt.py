@@ -1,0 +1,163 @@
+"""Label efficiency on JSRT: few-shot segmentation from a DDPM-pretrained U-Net against baselines.
+
+For each method (DDPM-pretrained, random initialisation), each number of labeled
+training cases N and each seed (a different draw of the N cases), fine-tune with the
+same budget, predict the fixed test split, and score per-class Dice and IoU (mIoU =
+mean IoU over right lung, left lung and heart; background excluded). Results are
+appended to the raw JSON after every run, so an interrupted benchmark keeps what it
+measured; the table and the plot are made from the JSON.
+
+    python benchmarks/segmentation_jsrt.py --pretrained MODEL_DIR --out benchmarks/results/segmentation_jsrt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
+from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
+from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
+
+CLASSES = ["right_lung", "left_lung", "heart"]
+
+
+def split(cases: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
+    """The fixed split: a seeded half/half permutation of the sorted case list (train, test)."""
+    order = np.random.default_rng(seed).permutation(len(cases))
+    half = len(cases) // 2
+    return sorted(cases[i] for i in order[:half]), sorted(cases[i] for i in order[half:])
+
+
+def link_subset(cases: list[str], src: Path, dst: Path, suffix: str) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        target = dst / f"{case}{suffix}"
+        if not target.exists():
+            os.symlink(src / f"{case}{suffix}", target)
+    return dst
+
+
+def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: Path, work: Path) -> dict:
+    chosen = sorted(np.random.default_rng(1000 + seed).choice(train, size=min(n, len(train)), replace=False))
+    run = work / f"{method}-n{n}-s{seed}"
+    shutil.rmtree(run, ignore_errors=True)
+    labels = link_subset(chosen, args.data / "labels", run / "labels", ".png")
+    t0 = time.monotonic()
+    summary = finetune(FinetuneOptions(
+        task="segmentation", images=args.data / "images", annotations=labels, out=run / "model",
+        pretrained=args.pretrained if method == "ddpm" else None, classes=CLASSES, iterations=args.iterations,
+        batch_size=args.batch_size, learning_rate=args.lr, timestep=args.timestep, preset=args.preset,
+        image_size=args.image_size, modality="xray", checkpoint_every=args.iterations, seed=seed,
+        device=args.device, progress="none"))
+    train_s = time.monotonic() - t0
+    predict(PredictOptions(model=run / "model", images=test_images, out=run / "pred", device=args.device,
+                           progress="none"))
+    results = evaluate_segmentations(run / "pred", args.data / "labels", CLASSES)
+    s = results["summary"]
+    record = {"method": method, "n": n, "seed": seed, "cases": chosen, "mIoU": s["mIoU"], "mean_dice": s["mean_dice"],
+              "per_class": s["classes"], "finetune_seconds": round(train_s, 1), "final_loss": summary["final_loss"],
+              "test_cases": s["n_cases"]}
+    shutil.rmtree(run, ignore_errors=True)
+    return record
+
+
+def table(records: list[dict]) -> str:
+    methods = sorted({r["method"] for r in records})
+    ns = sorted({r["n"] for r in records})
+    lines = ["| N labeled | " + " | ".join(f"{m} mIoU (mean ± sd over seeds)" for m in methods) + " |",
+             "|---|" + "---|" * len(methods)]
+    for n in ns:
+        cells = []
+        for m in methods:
+            v = [100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n]
+            cells.append(f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)})" if v else "-")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    for m in sorted({r["method"] for r in records}):
+        ns = sorted({r["n"] for r in records if r["method"] == m})
+        mean = [np.mean([100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n]) for n in ns]
+        sd = [np.std([100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n]) for n in ns]
+        ax.errorbar(ns, mean, yerr=sd, marker="o", capsize=3, label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("labeled training cases N")
+    ax.set_ylabel("test mIoU (%)")
+    ax.set_title("JSRT: lungs and heart")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "jsrt-256")
+    p.add_argument("--pretrained", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="results prefix: .json, .md and .png are written")
+    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "segmentation")
+    p.add_argument("--methods", nargs="+", default=["ddpm", "random"])
+    p.add_argument("--ns", type=int, nargs="+", default=[1, 2, 5, 10])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--timestep", type=int, default=0)
+    p.add_argument("--preset", default="small", help="for random init (must match the pretrained model)")
+    p.add_argument("--image-size", type=int, nargs=2, default=[64, 64])
+    p.add_argument("--test-limit", type=int, help="score only the first K test cases (quick mode)")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args()
+    if not args.data.is_dir():
+        sys.exit(f"error: {args.data}: JSRT data not found. Fix: pass --data (see ../shared/data/README.md).")
+    cases = sorted(p.stem for p in (args.data / "images").glob("*.png"))
+    train, test = split(cases)
+    test = test[: args.test_limit] if args.test_limit else test
+    test_images = link_subset(test, args.data / "images", args.work / "test-images", ".png")
+    json_path = args.out.with_suffix(".json")
+    report = json.loads(json_path.read_text()) if json_path.exists() else {"records": []}
+    report.update(command=" ".join(["python", *sys.argv]), machine={
+        "platform": platform.platform(), "cpus": os.cpu_count()}, split={"train": len(train), "test": len(test)},
+        settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    done = {(r["method"], r["n"], r["seed"]) for r in report["records"]}
+    t0 = time.monotonic()
+    for n in args.ns:
+        for seed in args.seeds:
+            for method in args.methods:
+                if (method, n, seed) in done:
+                    continue
+                record = run_one(args, method, n, seed, train, test_images, args.work)
+                report["records"].append(record)
+                json_path.parent.mkdir(parents=True, exist_ok=True)
+                json_path.write_text(json.dumps(report, indent=2) + "\n")
+                print(f"{method} N={n} seed={seed}: mIoU {100 * record['mIoU']:.1f} "
+                      f"({record['finetune_seconds']} s)", flush=True)
+    report["wall_seconds_this_invocation"] = round(time.monotonic() - t0, 1)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(table(report["records"]) + "\n")
+    plot(report["records"], args.out.with_suffix(".png"))
+    print(table(report["records"]))
+
+
+if __name__ == "__main__":
+    main()
