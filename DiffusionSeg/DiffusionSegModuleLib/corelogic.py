@@ -184,37 +184,82 @@ class CoreLogic:
     # -- runs -------------------------------------------------------------------------
 
     @staticmethod
-    def pretrainArgs(project, out: Path, iterations: int, device: str = "auto", resume: bool = False) -> list[str]:
-        args = ["pretrain", "--images", str(project.images_dir), "--out", str(out), "--dims", str(project.dims),
-                "--modality", project.modality, "--iterations", str(int(iterations)), "--device", device]
-        return args + (["--resume"] if resume else [])
+    def networkArgs(project, preset: str | None = None, image_size: Sequence[int] | None = None) -> list[str]:
+        """Network size and input grid for a new network (pretraining, or fine-tuning from scratch).
+
+        ``image_size`` (ITK order x, y[, z]) defaults to the project's ``target_size``; without
+        a size, the project's ``target_spacing`` is used (the backend takes one or the other).
+        Nothing given: the backend's defaults (tiny preset; 2D resized to 128 x 128).
+        """
+        args = ["--preset", preset] if preset else []
+        size = image_size or project.target_size
+        if size:
+            args += ["--image-size", *(str(int(n)) for n in size)]
+        elif project.target_spacing:
+            args += ["--spacing", *(str(float(s)) for s in project.target_spacing)]
+        return args
 
     @staticmethod
-    def finetuneArgs(project, pretrained: Path | None, out: Path, iterations: int, device: str = "auto") -> list[str]:
+    def pretrainArgs(project, out: Path, iterations: int, device: str = "auto", resume: bool = False,
+                     preset: str | None = None, image_size: Sequence[int] | None = None,
+                     batch_size: int | None = None) -> list[str]:
+        args = ["pretrain", "--images", str(project.images_dir), "--out", str(out), "--dims", str(project.dims),
+                "--modality", project.modality, "--iterations", str(int(iterations)), "--device", device]
+        if resume:  # the interrupted run's network and data settings win (the backend reads them)
+            args += ["--resume"]
+        else:
+            args += CoreLogic.networkArgs(project, preset, image_size)
+        return args + (["--batch-size", str(int(batch_size))] if batch_size else [])
+
+    @staticmethod
+    def finetuneArgs(project, pretrained: Path | None, out: Path, iterations: int, device: str = "auto",
+                     preset: str | None = None, image_size: Sequence[int] | None = None,
+                     batch_size: int | None = None) -> list[str]:
+        """``preset`` and ``image_size`` apply to random initialisation only (a pretrained
+        model brings its own network and preprocessing)."""
         args = ["finetune", "--task", project.task]
-        args += ["--pretrained", str(pretrained)] if pretrained else ["--init", "random"]
+        if pretrained:
+            args += ["--pretrained", str(pretrained)]
+        else:
+            args += ["--init", "random", "--modality", project.modality]
+            args += CoreLogic.networkArgs(project, preset, image_size)
         args += ["--images", str(project.images_dir)]
         if project.task == "segmentation":
             args += ["--labels", str(project.labels_dir), "--classes", ",".join(project.classes)]
         else:
-            args += ["--landmarks", str(project.labels_dir)]
-        return args + ["--out", str(out), "--iterations", str(int(iterations)), "--device", device]
+            # The project's names, in project order: a landmark no saved case has placed yet
+            # still gets its output channel, and the order never depends on the files.
+            args += ["--landmarks", str(project.labels_dir), "--landmark-names", ",".join(project.landmark_names)]
+        args += ["--out", str(out), "--iterations", str(int(iterations)), "--device", device]
+        return args + (["--batch-size", str(int(batch_size))] if batch_size else [])
 
     @staticmethod
     def predictArgs(model: Path, images: Path, out: Path, device: str = "auto") -> list[str]:
         return ["predict", "--model", str(model), "--images", str(images), "--out", str(out), "--device", device]
 
-    def startPretrain(self, project, iterations: int, device: str = "auto", resume_from: Path | None = None) -> Path:
-        """Pretrain on all images of the project; returns the model folder it writes."""
+    def startPretrain(self, project, iterations: int, device: str = "auto", resume_from: Path | None = None,
+                      preset: str | None = None, image_size: Sequence[int] | None = None,
+                      batch_size: int | None = None) -> Path:
+        """Pretrain on all images of the project; returns the model folder it writes.
+
+        preset (tiny|small|base), image_size (x, y[, z]) and batch_size: see :meth:`networkArgs`;
+        None leaves the choice to the project and the backend.
+        """
         if not project.cases():
             raise ValueError(_("The project has no images yet. Add images first."))
         out = Path(resume_from) if resume_from else projectfiles.new_folder(project.models_dir, "pretrained")
         self._start(RunRecord("pretrain", Path(project.folder), out),
-                    self.pretrainArgs(project, out, iterations, device, resume=bool(resume_from)))
+                    self.pretrainArgs(project, out, iterations, device, resume=bool(resume_from), preset=preset,
+                                      image_size=image_size, batch_size=batch_size))
         return out
 
-    def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto") -> Path:
-        """Fine-tune on the labeled cases; returns the task model folder it writes."""
+    def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto",
+                      preset: str | None = None, image_size: Sequence[int] | None = None,
+                      batch_size: int | None = None) -> Path:
+        """Fine-tune on the labeled cases; returns the task model folder it writes.
+
+        ``pretrained`` None trains from random initialisation (then preset and image_size apply).
+        """
         if not project.labeled_cases():
             raise ValueError(_("No case is labeled yet. Annotate and save at least one case first."))
         if pretrained is not None and not projectfiles.is_model(pretrained, ["pretrained"]):
@@ -222,7 +267,8 @@ class CoreLogic:
                                "'pretrained'). Pretrain first or choose another folder.").format(path=pretrained))
         out = projectfiles.new_folder(project.models_dir, project.task)
         self._start(RunRecord("finetune", Path(project.folder), out),
-                    self.finetuneArgs(project, pretrained, out, iterations, device))
+                    self.finetuneArgs(project, pretrained, out, iterations, device, preset=preset,
+                                      image_size=image_size, batch_size=batch_size))
         return out
 
     def startPredict(self, project, model: Path, cases: Sequence[str] | None = None, device: str = "auto",
