@@ -526,7 +526,7 @@ def pythonSlicerExecutable() -> str:
 
 
 class DiffusionSegTest(ScriptedLoadableModuleTest):
-    """Self-test for Slicer's CI: sample data, a tiny fine-tune, a prediction, checked."""
+    """Self-test for Slicer's CI: sample data, a tiny pretraining and fine-tune, a prediction, checked."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -540,7 +540,7 @@ class DiffusionSegTest(ScriptedLoadableModuleTest):
 
         import numpy as np
 
-        from DiffusionSegModuleLib import nodeio
+        from DiffusionSegModuleLib import nodeio, projectfiles
 
         self.delayDisplay("Starting the test")
         logic = DiffusionSegLogic()
@@ -568,18 +568,41 @@ class DiffusionSegTest(ScriptedLoadableModuleTest):
         logic.addVolume(project, volumes[2])
         self.assertEqual(len(project.labeled_cases()), 2)
 
-        self.delayDisplay("Fine-tuning a tiny model")
-        model = logic.startFinetune(project, None, iterations=5, device="cpu")
+        # Tiny runs on the CPU: 32 x 32 network input, the tiny U-Net, 2 images per step.
+        tiny = {"device": "cpu", "preset": "tiny", "image_size": (32, 32), "batch_size": 2}
+        self.delayDisplay("Pretraining a tiny model")
+        pretrained = logic.startPretrain(project, iterations=3, **tiny)
         record = logic.wait(timeout=600)
         self.assertEqual(record.result.status, "done", record.result.message)
+        self.assertTrue(projectfiles.is_model(pretrained, ["pretrained"]))
+        self.assertEqual(logic.getParameterNode().pretrainedModel, pretrained)
 
-        self.delayDisplay("Predicting")
+        self.delayDisplay("Fine-tuning it on the two labeled cases")
+        model = logic.startFinetune(project, pretrained, iterations=5, device="cpu", batch_size=2)
+        record = logic.wait(timeout=600)
+        self.assertEqual(record.result.status, "done", record.result.message)
+        self.assertTrue(projectfiles.is_model(model, ["segmentation"]))
+        self.assertEqual(logic.getParameterNode().taskModel, model)
+
+        self.delayDisplay("Predicting the unlabeled case")
         logic.startPredict(project, model, device="cpu")
         record = logic.wait(timeout=600)
         self.assertEqual(record.result.status, "done", record.result.message)
+        case = logic.caseOfNode(project, volumes[2])
+        self.assertEqual([c for c, _path in record.result.state.outputs], [case])
         self.assertEqual(len(record.loaded_nodes), 1)
         prediction = record.loaded_nodes[0]
+        self.assertEqual(prediction.GetAttribute("DiffusionSeg.Case"), case)
         self.assertEqual(nodeio.segment_names(prediction), ["disc"])
+        # On the image's own grid: the same IJK-to-RAS matrix and extent.
+        imageToRAS, segmentToRAS = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        volumes[2].GetIJKToRASMatrix(imageToRAS)
+        labelmap = prediction.GetSegmentation().GetNthSegment(0).GetRepresentation("Binary labelmap")
+        labelmap.GetImageToWorldMatrix(segmentToRAS)
+        for row in range(4):
+            for column in range(4):
+                self.assertAlmostEqual(segmentToRAS.GetElement(row, column), imageToRAS.GetElement(row, column), 5)
+        self.assertEqual(labelmap.GetExtent(), volumes[2].GetImageData().GetExtent())
         labels = nodeio.label_array(logic.context, prediction, volumes[2], ["disc"])
         self.assertEqual(labels.shape, (1, 32, 32))
         self.delayDisplay("Test passed")
