@@ -31,6 +31,8 @@ def add_parser(subparsers) -> None:
                    help="intensity normalisation: ct (HU window) or xray/mri/other (percentiles); auto guesses")
     p.add_argument("--timesteps", type=positive_int, default=1000, help="diffusion steps (papers: 500-4000)")
     p.add_argument("--schedule", default="linear_beta", choices=SCHEDULES)
+    p.add_argument("--objective", default="ddpm", choices=("ddpm", "masked"),
+                   help="ddpm: diffusion denoising (the method); masked: masked image modelling (a baseline)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--checkpoint-every", type=positive_int, default=500)
     p.add_argument("--no-augment", dest="augment", action="store_false", help="no random affine augmentation")
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size, spacing=args.spacing, patch_size=args.patch_size, modality=args.modality,
         timesteps=args.timesteps, schedule=args.schedule, ema_decay=args.ema_decay,
         checkpoint_every=args.checkpoint_every, augment=args.augment, resume=args.resume, overwrite=args.overwrite,
-        seed=args.seed, device=args.device, precision=args.precision, workers=args.workers, progress=args.progress)
+        seed=args.seed, device=args.device, precision=args.precision, workers=args.workers, progress=args.progress,
+        objective=args.objective)
     summary = pretrain(opts)
     if args.progress != "json":
         print(json.dumps(summary, indent=2))

@@ -47,7 +47,7 @@ def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int 
     middle slice of each volume.
     """
     config = load_config(model_dir)
-    if config.get("kind") != "pretrained":
+    if config.get("kind") != "pretrained" or config.get("objective", "ddpm") != "ddpm":
         raise UserError(f"this is a {config.get('kind')} model; only a pretrained (denoising) model can draw images.",
                         path=model_dir, fix="pass the folder that `diffusionseg pretrain` wrote.")
     out_dir = Path(out_dir)

@@ -15,6 +15,7 @@ from ..data.augment import training_transform
 from ..data.datasets import CaseDataset, unlabeled_image_loader
 from ..data.preprocess import Preprocessing
 from ..diffusion import DiffusionConfig, ddpm_loss, make_scheduler
+from ..diffusion.pretext import OBJECTIVES, masked_image_loss
 from ..errors import UserError
 from ..imageio import check_same_dims, list_images, normalisation_for, read_image
 from ..nets import NetworkConfig, build_unet, check_fits, network_config
@@ -59,6 +60,7 @@ class PretrainOptions:
     precision: str = "auto"
     workers: int | None = None
     progress: str = "bar"
+    objective: str = "ddpm"             # 'masked': the masked-image-modelling baseline
     extra: dict = field(default_factory=dict)
 
 
@@ -146,6 +148,9 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
             diffusion = DiffusionConfig(num_train_timesteps=opts.timesteps, schedule=opts.schedule)
             prep = _preprocessing(opts, dims, paths[0], net_cfg)
         diffusion.validate()
+        objective = previous.get("objective", "ddpm") if opts.resume else opts.objective
+        if objective not in OBJECTIVES:
+            raise UserError(f"unknown objective '{objective}'.", fix=f"use --objective with one of {', '.join(OBJECTIVES)}.")
         if opts.batch_size % ctx.world_size:
             raise UserError(f"--batch-size {opts.batch_size} does not divide among {ctx.world_size} processes.",
                             fix=f"use a multiple of {ctx.world_size}.")
@@ -171,6 +176,8 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
                               pin_memory=device.type == "cuda", persistent_workers=False)
 
         def loss_fn(net, batch, generator):  # noqa: ARG001 (noise comes from the per-item seeds)
+            if objective == "masked":
+                return masked_image_loss(net, batch["image"], batch["seed"])
             return ddpm_loss(net, scheduler, batch["image"], batch["seed"])
 
         settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate,
@@ -181,6 +188,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         def make_config(step: int) -> dict:
             return {
                 "kind": "pretrained",
+                "objective": objective,
                 "dims": dims,
                 "network": net_cfg.to_dict(),
                 "diffusion": diffusion.to_dict(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,11 +30,17 @@ def test_two_processes_hold_identical_weights(tmp_path):
     images = blob_images(tmp_path / "images", n=8)
     out, report = tmp_path / "model", tmp_path / "report.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
-    result = subprocess.run(
+    # A session of its own: on a hang, the whole tree (torchrun and both ranks) is killed.
+    proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-         f"--master_port={free_port()}",
-         str(HERE / "ddp_worker.py"), str(images), str(out), str(report)],
-        capture_output=True, text=True, env=env, timeout=300)
+         f"--master_port={free_port()}", str(HERE / "ddp_worker.py"), str(images), str(out), str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr[-3000:]
     assert report.read_text() == "identical world=2"
     # Rank 0 alone wrote the model, and it differs from its initial weights.

@@ -174,3 +174,18 @@ def test_pretrain_3d_patches(tmp_path):
     config = load_config(out)
     assert config["dims"] == 3 and config["network"]["spatial_dims"] == 3
     assert config["preprocessing"]["patch_size"] == [16, 16, 8]
+
+
+def test_masked_image_modelling_baseline_learns(tmp_path):
+    """The other self-supervised pretraining (the baseline) trains through the same loop."""
+    images = blob_images(tmp_path / "images", n=8)
+    out = tmp_path / "mim"
+    pretrain(options(images, out, iterations=40, batch_size=8, learning_rate=1e-3, checkpoint_every=40,
+                     objective="masked"))
+    losses = loss_rows(out)
+    assert np.mean(losses[-8:]) < 0.7 * np.mean(losses[:4]), losses
+    assert load_config(out)["objective"] == "masked"
+    from DiffusionSegLib.diffusion.draw import sample_model
+
+    with pytest.raises(UserError, match="draw images"):
+        sample_model(out, tmp_path / "s", count=1, steps=1, device="cpu", progress="none")
