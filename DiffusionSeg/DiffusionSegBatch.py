@@ -4,7 +4,7 @@
         [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
         [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...]
         [--pretrain-iterations N] [--finetune-iterations N] [--pretrained DIR] [--model DIR]
-        [--device auto|cpu|cuda|mps]
+        [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
 
 Steps run in that order, through the same Logic as the module panel (the background
 ``diffusionseg`` process, its progress events, its files). Progress goes to stdout, one
@@ -41,6 +41,11 @@ def parse_args(argv):
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
     parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
     parser.add_argument("--predict", nargs="+", metavar="CASE", help="'unlabeled', 'all', or case names")
+    parser.add_argument("--preset", choices=["tiny", "small", "base"],
+                        help="network size for a new network (default: the backend's, tiny)")
+    parser.add_argument("--image-size", type=int, nargs="+", metavar="N",
+                        help="network input size x y [z] for a new network (default: the project's, else 128 128 in 2D)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default: the backend's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backend-module", default="DiffusionSegLib", help=argparse.SUPPRESS)  # tests
     return parser.parse_args(argv)
@@ -100,17 +105,18 @@ def main(argv=None) -> int:
         project = logic.openProject(args.project)
         if args.add_images:
             print(f"added {len(logic.addImagesFromFolder(project, args.add_images))} images")
+        network = {"preset": args.preset, "image_size": args.image_size, "batch_size": args.batch_size}
         pretrained = args.pretrained
         if args.pretrain:
             pretrained = run_step(logic, "pretrain", lambda: logic.startPretrain(
-                project, args.pretrain_iterations, args.device)).out
+                project, args.pretrain_iterations, args.device, **network)).out
         model = args.model
         if args.finetune:
             if pretrained is None:
                 found = projectfiles.list_models(project, ["pretrained"])
                 pretrained = found[0] if found else None
             model = run_step(logic, "finetune", lambda: logic.startFinetune(
-                project, pretrained, args.finetune_iterations, args.device)).out
+                project, pretrained, args.finetune_iterations, args.device, **network)).out
         if args.predict:
             if model is None:
                 found = projectfiles.list_models(project, [project.task])

@@ -67,3 +67,21 @@ def test_batch_failure_exit_code(batch, tmp_path, capsys, monkeypatch):
 def test_batch_missing_project(batch, tmp_path, capsys):
     assert batch.main(["--project", str(tmp_path / "nothing")]) == 2
     assert "no project.json" in capsys.readouterr().err
+
+
+def test_batch_passes_network_options(batch, tmp_path, capsys, monkeypatch):
+    from DiffusionSegModuleLib.corelogic import CoreLogic
+
+    commands = []
+    original = CoreLogic._start
+    monkeypatch.setattr(CoreLogic, "_start", lambda self, record, args: commands.append(args) or original(self, record, args))
+    make_images(tmp_path / "incoming", 2)
+    code = batch.main(["--project", str(tmp_path / "p"), "--backend-module", "fake_diffusionseg", "--create",
+                       "--names", "a", "--add-images", str(tmp_path / "incoming"), "--pretrain",
+                       "--pretrain-iterations", "2", "--preset", "small", "--image-size", "16", "16", "8",
+                       "--batch-size", "2", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    [args] = commands
+    joined = " ".join(args)
+    assert "--preset small" in joined and "--image-size 16 16 8" in joined and "--batch-size 2" in joined
+    assert "--device cpu" in joined
