@@ -1,4 +1,4 @@
-"""``diffusionseg``: one entry point, a subcommand per pipeline stage (see docs/CLI.md).
+"""diffusionseg: pretrain a diffusion U-Net on unlabeled images, fine-tune it on a few annotated cases, predict.
 
 Exit codes: 0 success, 2 a user error (one line: what, which file, the fix),
 1 an unexpected failure (with its traceback), 130 interrupted.
@@ -12,16 +12,17 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
-from . import demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd
-
-SUBCOMMANDS = [pretrain_cmd, sample_cmd, finetune_cmd, predict_cmd, evaluate_cmd, demo_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, inside main's error handling: a missing torch or MONAI then ends in
+    # one clear message instead of a traceback at start-up.
+    from . import demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd
+
     parser = argparse.ArgumentParser(prog="diffusionseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"diffusionseg {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS:
+    for module in (pretrain_cmd, sample_cmd, finetune_cmd, predict_cmd, evaluate_cmd, demo_cmd):
         module.add_parser(subparsers)
     return parser
 
@@ -32,9 +33,9 @@ def _terminate_as_interrupt(signum, frame):  # noqa: ARG001
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
+        args = build_parser().parse_args(argv)
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)
         return args.run(args)
     except UserError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)

@@ -35,3 +35,12 @@ def test_importing_every_module_loads_none_of_them():
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_missing_dependency_is_one_clear_message():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from DiffusionSegLib.cli.main import main\n"
+            "sys.exit(main(['pretrain', '--images', 'x', '--out', 'y']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "'torch' is missing" in result.stderr and "Traceback" not in result.stderr
