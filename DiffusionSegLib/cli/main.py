@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate_as_interrupt(signum, frame):  # noqa: ARG001
-    # The Slicer module cancels with SIGTERM: unwind like Ctrl-C so cleanup runs.
+    # The Slicer module cancels with SIGTERM (CTRL_BREAK on Windows): unwind like Ctrl-C so cleanup runs.
     raise KeyboardInterrupt
 
 
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+        if hasattr(signal, "SIGBREAK"):  # Windows: what the module's CTRL_BREAK_EVENT raises
+            signal.signal(signal.SIGBREAK, _terminate_as_interrupt)
         return args.run(args)
     except UserError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
