@@ -41,5 +41,8 @@ def run(args: argparse.Namespace) -> int:
                     "sd_mm": overall["sd_mm"], "sdr_percent": overall["sdr_percent"]}
     if args.out is not None:
         write_report(results, args.out, args.out.with_suffix(".csv"))
-    print(json.dumps({"summary": results["summary"], "headline": headline}, indent=2, default=str))
+    from ..atomic import jsonable
+
+    # NaN (e.g. HD95 of a structure absent from both) prints as null: stdout stays valid JSON.
+    print(json.dumps(jsonable({"summary": results["summary"], "headline": headline}), indent=2, default=str))
     return 0
