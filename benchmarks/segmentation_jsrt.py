@@ -13,9 +13,6 @@ measured; the table and the plot are made from the JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import sys
 import time
@@ -26,6 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import draw_cases, link_subset, open_report, plot, save_report, table  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
@@ -40,17 +38,8 @@ def split(cases: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
     return sorted(cases[i] for i in order[:half]), sorted(cases[i] for i in order[half:])
 
 
-def link_subset(cases: list[str], src: Path, dst: Path, suffix: str) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    for case in cases:
-        target = dst / f"{case}{suffix}"
-        if not target.exists():
-            os.symlink(src / f"{case}{suffix}", target)
-    return dst
-
-
 def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: Path, work: Path) -> dict:
-    chosen = sorted(np.random.default_rng(1000 + seed).choice(train, size=min(n, len(train)), replace=False))
+    chosen = draw_cases(train, n, seed)
     run = work / f"{method}-n{n}-s{seed}"
     shutil.rmtree(run, ignore_errors=True)
     labels = link_subset(chosen, args.data / "labels", run / "labels", ".png")
@@ -71,43 +60,6 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
               "test_cases": s["n_cases"]}
     shutil.rmtree(run, ignore_errors=True)
     return record
-
-
-def table(records: list[dict]) -> str:
-    methods = sorted({r["method"] for r in records})
-    ns = sorted({r["n"] for r in records})
-    lines = ["| N labeled | " + " | ".join(f"{m} mIoU (mean ± sd over seeds)" for m in methods) + " |",
-             "|---|" + "---|" * len(methods)]
-    for n in ns:
-        cells = []
-        for m in methods:
-            v = [100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n]
-            cells.append(f"{np.mean(v):.1f} ± {np.std(v):.1f} ({len(v)})" if v else "-")
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot(records: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    for m in sorted({r["method"] for r in records}):
-        ns = sorted({r["n"] for r in records if r["method"] == m})
-        mean = [np.mean([100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n]) for n in ns]
-        sd = [np.std([100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n]) for n in ns]
-        ax.errorbar(ns, mean, yerr=sd, marker="o", capsize=3, label=m)
-    ax.set_xscale("log")
-    ax.set_xlabel("labeled training cases N")
-    ax.set_ylabel("test mIoU (%)")
-    ax.set_title("JSRT: lungs and heart")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def main() -> None:
@@ -135,10 +87,8 @@ def main() -> None:
     test = test[: args.test_limit] if args.test_limit else test
     test_images = link_subset(test, args.data / "images", args.work / "test-images", ".png")
     json_path = args.out.with_suffix(".json")
-    report = json.loads(json_path.read_text()) if json_path.exists() else {"records": []}
-    report.update(command=" ".join(["python", *sys.argv]), machine={
-        "platform": platform.platform(), "cpus": os.cpu_count()}, split={"train": len(train), "test": len(test)},
-        settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    report = open_report(json_path, args)
+    report["split"] = {"train": len(train), "test": len(test)}
     done = {(r["method"], r["n"], r["seed"]) for r in report["records"]}
     t0 = time.monotonic()
     for n in args.ns:
@@ -148,15 +98,15 @@ def main() -> None:
                     continue
                 record = run_one(args, method, n, seed, train, test_images, args.work)
                 report["records"].append(record)
-                json_path.parent.mkdir(parents=True, exist_ok=True)
-                json_path.write_text(json.dumps(report, indent=2) + "\n")
+                save_report(json_path, report)
                 print(f"{method} N={n} seed={seed}: mIoU {100 * record['mIoU']:.1f} "
                       f"({record['finetune_seconds']} s)", flush=True)
     report["wall_seconds_this_invocation"] = round(time.monotonic() - t0, 1)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(table(report["records"]) + "\n")
-    plot(report["records"], args.out.with_suffix(".png"))
-    print(table(report["records"]))
+    save_report(json_path, report)
+    text = table(report["records"], "mIoU", "mIoU % (mean ± sd over seeds)", scale=100)
+    args.out.with_suffix(".md").write_text(text + "\n")
+    plot(report["records"], "mIoU", "test mIoU (%)", "JSRT: lungs and heart", args.out.with_suffix(".png"), scale=100)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""Shared pieces of the label-efficiency benchmarks: case subsets, the results file, table, plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def link_subset(cases: list[str], src: Path, dst: Path, suffix: str) -> Path:
+    """A folder of symbolic links to ``src/<case><suffix>`` (the data is never copied)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        target = dst / f"{case}{suffix}"
+        if not target.exists():
+            os.symlink(src / f"{case}{suffix}", target)
+    return dst
+
+
+def draw_cases(pool: list[str], n: int, seed: int) -> list[str]:
+    """The N training cases of seed ``seed`` (a different draw per seed, the same for every method)."""
+    return sorted(np.random.default_rng(1000 + seed).choice(pool, size=min(n, len(pool)), replace=False))
+
+
+def open_report(json_path: Path, args) -> dict:
+    """The results so far (a re-run continues where an interrupted one stopped), with the command and machine."""
+    report = json.loads(json_path.read_text()) if json_path.exists() else {"records": []}
+    report.update(command=" ".join(["python", *sys.argv]),
+                  machine={"platform": platform.platform(), "cpus": os.cpu_count()},
+                  settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    return report
+
+
+def save_report(json_path: Path, report: dict) -> None:
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def _values(records, method, n, metric, scale):
+    return [scale * r[metric] for r in records if r["method"] == method and r["n"] == n]
+
+
+def table(records: list[dict], metric: str, label: str, scale: float = 1.0, digits: int = 1) -> str:
+    """Markdown: one row per N, one column per method, mean ± sd over seeds (count)."""
+    methods = sorted({r["method"] for r in records})
+    lines = ["| N labeled | " + " | ".join(f"{m}: {label}" for m in methods) + " |", "|---|" + "---|" * len(methods)]
+    for n in sorted({r["n"] for r in records}):
+        cells = []
+        for m in methods:
+            v = _values(records, m, n, metric, scale)
+            cells.append(f"{np.mean(v):.{digits}f} ± {np.std(v):.{digits}f} ({len(v)})" if v else "-")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], metric: str, ylabel: str, title: str, path: Path, scale: float = 1.0) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    for m in sorted({r["method"] for r in records}):
+        ns = sorted({r["n"] for r in records if r["method"] == m})
+        values = [_values(records, m, n, metric, scale) for n in ns]
+        ax.errorbar(ns, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o", capsize=3,
+                    label=m)
+    ax.set_xscale("log")
+    ax.set_xlabel("labeled training cases N")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
