@@ -78,3 +78,26 @@ def plot(records: list[dict], metric: str, ylabel: str, title: str, path: Path, 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def run_grid(args, report: dict, json_path: Path, run_one, describe) -> None:
+    """Run ``run_one(method, n, seed)`` for every combination not yet in ``report``.
+
+    Each record is saved as soon as it exists, so an interrupted benchmark resumes
+    where it stopped; ``describe(record)`` is the line printed after each run.
+    """
+    import time
+
+    done = {(r["method"], r["n"], r["seed"]) for r in report["records"]}
+    t0 = time.monotonic()
+    for n in args.ns:
+        for seed in args.seeds:
+            for method in args.methods:
+                if (method, n, seed) in done:
+                    continue
+                record = run_one(method, n, seed)
+                report["records"].append(record)
+                save_report(json_path, report)
+                print(f"{method} N={n} seed={seed}: {describe(record)} ({record['finetune_seconds']} s)", flush=True)
+    report["wall_seconds_this_invocation"] = round(time.monotonic() - t0, 1)
+    save_report(json_path, report)

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import draw_cases, link_subset, open_report, plot, save_report, table  # noqa: E402
+from benchmarks.common import draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
 from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
@@ -85,20 +85,8 @@ def main() -> None:
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(split["train"]), args.test_split: len(test)}
-    done = {(r["method"], r["n"], r["seed"]) for r in report["records"]}
-    t0 = time.monotonic()
-    for n in args.ns:
-        for seed in args.seeds:
-            for method in args.methods:
-                if (method, n, seed) in done:
-                    continue
-                record = run_one(args, method, n, seed, split["train"], test_images)
-                report["records"].append(record)
-                save_report(json_path, report)
-                print(f"{method} N={n} seed={seed}: MRE {record['mre_mm']:.2f} mm, SDR@2mm {record['sdr2']:.1f} % "
-                      f"({record['finetune_seconds']} s)", flush=True)
-    report["wall_seconds_this_invocation"] = round(time.monotonic() - t0, 1)
-    save_report(json_path, report)
+    run_grid(args, report, json_path, lambda m, n, seed: run_one(args, m, n, seed, split["train"], test_images),
+             lambda r: f"MRE {r['mre_mm']:.2f} mm, SDR@2mm {r['sdr2']:.1f} %")
     text = (table(report["records"], "mre_mm", "MRE mm", digits=2) + "\n\n"
             + table(report["records"], "sdr2", "SDR@2mm %"))
     args.out.with_suffix(".md").write_text(text + "\n")

@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import draw_cases, link_subset, open_report, plot, save_report, table  # noqa: E402
+from benchmarks.common import draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
@@ -89,20 +89,8 @@ def main() -> None:
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), "test": len(test)}
-    done = {(r["method"], r["n"], r["seed"]) for r in report["records"]}
-    t0 = time.monotonic()
-    for n in args.ns:
-        for seed in args.seeds:
-            for method in args.methods:
-                if (method, n, seed) in done:
-                    continue
-                record = run_one(args, method, n, seed, train, test_images, args.work)
-                report["records"].append(record)
-                save_report(json_path, report)
-                print(f"{method} N={n} seed={seed}: mIoU {100 * record['mIoU']:.1f} "
-                      f"({record['finetune_seconds']} s)", flush=True)
-    report["wall_seconds_this_invocation"] = round(time.monotonic() - t0, 1)
-    save_report(json_path, report)
+    run_grid(args, report, json_path, lambda m, n, seed: run_one(args, m, n, seed, train, test_images, args.work),
+             lambda r: f"mIoU {100 * r['mIoU']:.1f}")
     text = table(report["records"], "mIoU", "mIoU % (mean ± sd over seeds)", scale=100)
     args.out.with_suffix(".md").write_text(text + "\n")
     plot(report["records"], "mIoU", "test mIoU (%)", "JSRT: lungs and heart", args.out.with_suffix(".png"), scale=100)

@@ -83,14 +83,17 @@ def predict(opts: PredictOptions) -> dict:
     """
     bad = [f for f in opts.formats if f not in LABELMAP_FORMATS]
     if bad:
-        raise UserError(f"unknown output format(s) {', '.join(bad)}.", fix=f"use --format with {', '.join(LABELMAP_FORMATS)}.")
+        raise UserError(f"unknown output format(s) {', '.join(bad)}.",
+                        fix=f"use --format with {', '.join(LABELMAP_FORMATS)}.")
     model = load_task_model(opts.model, opts.device, opts.precision)
     paths = list_images(opts.images)
     out = Path(opts.out)
-    clashes = [p for p in paths if (out / f"{case_name(p)}{'.seg.nrrd' if model.kind == 'segmentation' else '.mrk.json'}").exists()]
+    suffix = ".seg.nrrd" if model.kind == "segmentation" else ".mrk.json"
+    clashes = [p for p in paths if (out / f"{case_name(p)}{suffix}").exists()]
     if clashes:
         raise UserError(f"predictions for {len(clashes)} image(s) already exist in the output folder "
-                        f"(e.g. {case_name(clashes[0])}).", path=out, fix="choose a new --out; results are never overwritten.")
+                        f"(e.g. {case_name(clashes[0])}).", path=out,
+                        fix="choose a new --out; results are never overwritten.")
     out.mkdir(parents=True, exist_ok=True)
     reporter = Reporter("predict", opts.progress)
     reporter.start(len(paths), out=str(out), model=str(opts.model))

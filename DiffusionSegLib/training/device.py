@@ -55,7 +55,8 @@ class Precision:
     @classmethod
     def choose(cls, device: torch.device, requested: str = "auto") -> "Precision":
         if requested not in PRECISIONS:
-            raise UserError(f"unknown precision '{requested}'.", fix=f"use --precision with one of {', '.join(PRECISIONS)}.")
+            raise UserError(f"unknown precision '{requested}'.",
+                            fix=f"use --precision with one of {', '.join(PRECISIONS)}.")
         if requested == "fp32" or (requested == "auto" and device.type == "cpu"):
             return cls(device, None)
         if requested == "bf16":

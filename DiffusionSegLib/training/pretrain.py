@@ -77,8 +77,10 @@ def _preprocessing(opts: PretrainOptions, dims: int, first_image: Path, net: Net
     normalisation = normalisation_for(modality).to_dict()
     if opts.image_size is not None and opts.spacing is not None:
         raise UserError("--image-size and --spacing exclude each other.",
-                        fix="resize whole images (--image-size, radiographs) or resample to a spacing (--spacing, CT/MRI).")
-    for name, value in (("--image-size", opts.image_size), ("--spacing", opts.spacing), ("--patch-size", opts.patch_size)):
+                        fix="resize whole images (--image-size, radiographs) or resample to a spacing "
+                            "(--spacing, CT/MRI).")
+    sizes = (("--image-size", opts.image_size), ("--spacing", opts.spacing), ("--patch-size", opts.patch_size))
+    for name, value in sizes:
         if value is not None and len(value) != dims:
             raise UserError(f"{name} needs {dims} numbers for {dims}D images, got {list(value)}.",
                             fix=f"give {name} as {' '.join(['N'] * dims)}.")
@@ -103,7 +105,8 @@ def _prepare_out_dir(opts: PretrainOptions) -> bool:
     if out.exists() and any(out.iterdir()):
         if not (opts.overwrite and (out / CONFIG_NAME).is_file()):
             raise UserError("the output folder exists and is not empty.", path=out,
-                            fix="choose a new --out, use --resume to continue a run, or --overwrite to replace a model.")
+                            fix="choose a new --out, use --resume to continue a run, "
+                                "or --overwrite to replace a model.")
         shutil.rmtree(out)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -121,7 +124,8 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
     """
     opts.out = Path(opts.out)
     reporter = Reporter("pretrain", opts.progress)
-    ctx = init_distributed("cuda" if opts.device.startswith("cuda") or (opts.device == "auto" and torch.cuda.is_available()) else "cpu")
+    on_cuda = opts.device.startswith("cuda") or (opts.device == "auto" and torch.cuda.is_available())
+    ctx = init_distributed("cuda" if on_cuda else "cpu")
     reporter.enabled = ctx.is_main
     with RunGuard(reporter, ctx, opts.out) as guard:
         device = choose_device(opts.device, local_rank_from_env())
@@ -150,7 +154,8 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         diffusion.validate()
         objective = previous.get("objective", "ddpm") if opts.resume else opts.objective
         if objective not in OBJECTIVES:
-            raise UserError(f"unknown objective '{objective}'.", fix=f"use --objective with one of {', '.join(OBJECTIVES)}.")
+            raise UserError(f"unknown objective '{objective}'.",
+                            fix=f"use --objective with one of {', '.join(OBJECTIVES)}.")
         if opts.batch_size % ctx.world_size:
             raise UserError(f"--batch-size {opts.batch_size} does not divide among {ctx.world_size} processes.",
                             fix=f"use a multiple of {ctx.world_size}.")
@@ -181,7 +186,8 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
             return ddpm_loss(net, scheduler, batch["image"], batch["seed"])
 
         settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate,
-                                weight_decay=opts.weight_decay, warmup_steps=min(opts.warmup_steps, opts.iterations // 5),
+                                weight_decay=opts.weight_decay,
+                                warmup_steps=min(opts.warmup_steps, opts.iterations // 5),
                                 grad_clip=opts.grad_clip, ema_decay=opts.ema_decay,
                                 checkpoint_every=opts.checkpoint_every, seed=opts.seed)
 
