@@ -1,6 +1,7 @@
 """Label efficiency on JSRT: few-shot segmentation from a DDPM-pretrained U-Net against baselines.
 
-For each method (DDPM-pretrained, random initialisation), each number of labeled
+For each method (DDPM-pretrained, random initialisation, and "other": a model pretrained
+with another self-supervised objective, e.g. masked image modelling), each number of labeled
 training cases N and each seed (a different draw of the N cases), fine-tune with the
 same budget, predict the fixed test split, and score per-class Dice and IoU (mIoU =
 mean IoU over right lung, left lung and heart; background excluded). Results are
@@ -46,7 +47,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
     t0 = time.monotonic()
     summary = finetune(FinetuneOptions(
         task="segmentation", images=args.data / "images", annotations=labels, out=run / "model",
-        pretrained=args.pretrained if method == "ddpm" else None, classes=CLASSES, iterations=args.iterations,
+        pretrained={"ddpm": args.pretrained, "other": args.pretrained_other}.get(method), classes=CLASSES, iterations=args.iterations,
         batch_size=args.batch_size, learning_rate=args.lr, timestep=args.timestep, preset=args.preset,
         image_size=args.image_size, modality="xray", checkpoint_every=args.iterations, seed=seed,
         device=args.device, progress="none"))
@@ -65,7 +66,8 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "jsrt-256")
-    p.add_argument("--pretrained", type=Path, required=True)
+    p.add_argument("--pretrained", type=Path, required=True, help="DDPM-pretrained model")
+    p.add_argument("--pretrained-other", type=Path, help="another pretraining (e.g. pretrain --objective masked)")
     p.add_argument("--out", type=Path, required=True, help="results prefix: .json, .md and .png are written")
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "segmentation")
     p.add_argument("--methods", nargs="+", default=["ddpm", "random"])
@@ -82,6 +84,8 @@ def main() -> None:
     args = p.parse_args()
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: JSRT data not found. Fix: pass --data (see ../shared/data/README.md).")
+    if "other" in args.methods and args.pretrained_other is None:
+        sys.exit("error: method 'other' needs --pretrained-other MODEL_DIR.")
     cases = sorted(p.stem for p in (args.data / "images").glob("*.png"))
     train, test = split(cases)
     test = test[: args.test_limit] if args.test_limit else test
