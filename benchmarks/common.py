@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,12 @@ def draw_cases(pool: list[str], n: int, seed: int) -> list[str]:
 def open_report(json_path: Path, args) -> dict:
     """The results so far (a re-run continues where an interrupted one stopped), with the command and machine."""
     report = json.loads(json_path.read_text()) if json_path.exists() else {"records": []}
-    report.update(command=" ".join(["python", *sys.argv]),
-                  machine={"platform": platform.platform(), "cpus": os.cpu_count()},
-                  settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()})
+    # Every invocation that added records is kept, with its settings, in order.
+    report.setdefault("invocations", []).append({
+        "command": " ".join(["python", *sys.argv]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}})
+    report.update(machine={"platform": platform.platform(), "cpus": os.cpu_count()})
     return report
 
 
@@ -86,8 +90,6 @@ def run_grid(args, report: dict, json_path: Path, run_one, describe) -> None:
     Each record is saved as soon as it exists, so an interrupted benchmark resumes
     where it stopped; ``describe(record)`` is the line printed after each run.
     """
-    import time
-
     done = {(r["method"], r["n"], r["seed"]) for r in report["records"]}
     t0 = time.monotonic()
     for n in args.ns:
@@ -99,5 +101,5 @@ def run_grid(args, report: dict, json_path: Path, run_one, describe) -> None:
                 report["records"].append(record)
                 save_report(json_path, report)
                 print(f"{method} N={n} seed={seed}: {describe(record)} ({record['finetune_seconds']} s)", flush=True)
-    report["wall_seconds_this_invocation"] = round(time.monotonic() - t0, 1)
+    report["invocations"][-1]["wall_seconds"] = round(time.monotonic() - t0, 1)
     save_report(json_path, report)
