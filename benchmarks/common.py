@@ -84,6 +84,13 @@ def plot(records: list[dict], metric: str, ylabel: str, title: str, path: Path, 
     plt.close(fig)
 
 
+def apply_quick(args, quick: dict) -> None:
+    """``--quick``: overwrite the grid with a small one (under 10 minutes on 2 CPU cores)."""
+    if getattr(args, "quick", False):
+        for key, value in quick.items():
+            setattr(args, key, value)
+
+
 def run_grid(args, report: dict, json_path: Path, run_one, describe) -> None:
     """Run ``run_one(method, n, seed)`` for every combination not yet in ``report``.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
+from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
 from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
@@ -74,7 +74,10 @@ def main() -> None:
     p.add_argument("--test-split", default="test1")
     p.add_argument("--test-limit", type=int, help="score only the first K test images (quick mode)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true",
+                   help="N = 5 and 25, one seed, 150 iterations, 30 test images at 64x80: about 10 minutes")
     args = p.parse_args()
+    apply_quick(args, {"ns": [5, 25], "seeds": [0], "iterations": 150, "test_limit": 30, "image_size": [64, 80]})
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: ISBI data not found. Fix: pass --data (see ../shared/data/README.md).")
     if "other" in args.methods and args.pretrained_other is None:

@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
+from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
@@ -47,7 +47,8 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
     t0 = time.monotonic()
     summary = finetune(FinetuneOptions(
         task="segmentation", images=args.data / "images", annotations=labels, out=run / "model",
-        pretrained={"ddpm": args.pretrained, "other": args.pretrained_other}.get(method), classes=CLASSES, iterations=args.iterations,
+        pretrained={"ddpm": args.pretrained, "other": args.pretrained_other}.get(method), classes=CLASSES,
+        iterations=args.iterations,
         batch_size=args.batch_size, learning_rate=args.lr, timestep=args.timestep, preset=args.preset,
         image_size=args.image_size, modality="xray", checkpoint_every=args.iterations, seed=seed,
         device=args.device, progress="none"))
@@ -81,7 +82,10 @@ def main() -> None:
     p.add_argument("--image-size", type=int, nargs=2, default=[64, 64])
     p.add_argument("--test-limit", type=int, help="score only the first K test cases (quick mode)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true",
+                   help="N = 1 and 10, one seed, 100 iterations, 40 test cases: under 10 minutes on 2 CPU cores")
     args = p.parse_args()
+    apply_quick(args, {"ns": [1, 10], "seeds": [0], "iterations": 100, "test_limit": 40})
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: JSRT data not found. Fix: pass --data (see ../shared/data/README.md).")
     if "other" in args.methods and args.pretrained_other is None:
