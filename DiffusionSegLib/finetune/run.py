@@ -91,8 +91,13 @@ def _landmark_task(opts: FinetuneOptions, cases: list[Case], spacing_mm: float) 
     return LandmarkTask(names=list(names), sigma_mm=sigma)
 
 
-def _base_model(opts: FinetuneOptions, dims: int) -> tuple[NetworkConfig, Preprocessing, dict | None, dict]:
-    """(network config without head, preprocessing, pretrained weights or None, pretrained config)."""
+def _base_model(opts: FinetuneOptions, dims: int, first_image: Path
+                ) -> tuple[NetworkConfig, Preprocessing, dict | None]:
+    """(network config without head, preprocessing, pretrained weights or None).
+
+    With a pretrained model, its network and preprocessing are used as they are; without
+    one, they follow the same rules as pretraining (``first_image`` guides the modality).
+    """
     if opts.pretrained is not None:
         config = load_config(opts.pretrained)
         if config.get("kind") != "pretrained":
@@ -102,19 +107,14 @@ def _base_model(opts: FinetuneOptions, dims: int) -> tuple[NetworkConfig, Prepro
             raise UserError(f"the pretrained model is {config['dims']}D but the images are {dims}D.",
                             path=opts.pretrained, fix=f"pretrain a {dims}D model on images like these.")
         return (NetworkConfig.from_dict(config["network"]), Preprocessing.from_dict(config["preprocessing"]),
-                load_weights(opts.pretrained), config)
+                load_weights(opts.pretrained))
     # Random initialisation: the same preprocessing rules as pretraining.
-    from ..training.pretrain import PretrainOptions, _preprocessing
+    from ..training.pretrain import PretrainOptions, choose_preprocessing
 
     net = network_config(opts.preset, dims)
     popts = PretrainOptions(images=opts.images, out=opts.out, preset=opts.preset, image_size=opts.image_size,
                             spacing=opts.spacing, patch_size=opts.patch_size, modality=opts.modality)
-    return net, _preprocessing(popts, dims, labeled_first_image(opts), net), None, {}
-
-
-def labeled_first_image(opts: FinetuneOptions) -> Path:
-    suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
-    return labeled_cases(opts.images, opts.annotations, suffixes)[0].image
+    return net, choose_preprocessing(popts, dims, first_image, net), None
 
 
 def finetune(opts: FinetuneOptions) -> dict:
@@ -131,7 +131,7 @@ def finetune(opts: FinetuneOptions) -> dict:
         suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
         cases = labeled_cases(opts.images, opts.annotations, suffixes)
         dims = check_same_dims([c.image for c in cases])
-        base_net, prep, pretrained, _ = _base_model(opts, dims)
+        base_net, prep, pretrained = _base_model(opts, dims, cases[0].image)
         if opts.task == "segmentation":
             task = _segmentation_task(opts, cases)
         else:

@@ -72,7 +72,9 @@ def _guess_modality(path: Path, dims: int) -> str:
     return "ct" if minimum < -500 else "mri"
 
 
-def _preprocessing(opts: PretrainOptions, dims: int, first_image: Path, net: NetworkConfig) -> Preprocessing:
+def choose_preprocessing(opts: PretrainOptions, dims: int, first_image: Path, net: NetworkConfig
+                         ) -> Preprocessing:
+    """Preprocessing from the options: modality (guessed from `first_image` if auto), size or spacing, patch."""
     modality = opts.modality if opts.modality != "auto" else _guess_modality(first_image, dims)
     normalisation = normalisation_for(modality).to_dict()
     if opts.image_size is not None and opts.spacing is not None:
@@ -150,7 +152,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         else:
             net_cfg = network_config(opts.preset, dims)
             diffusion = DiffusionConfig(num_train_timesteps=opts.timesteps, schedule=opts.schedule)
-            prep = _preprocessing(opts, dims, paths[0], net_cfg)
+            prep = choose_preprocessing(opts, dims, paths[0], net_cfg)
         diffusion.validate()
         objective = previous.get("objective", "ddpm") if opts.resume else opts.objective
         if objective not in OBJECTIVES:
