@@ -34,6 +34,9 @@ class DistContext:
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
+            # Leave together: a rank that tears gloo down while another is still in a
+            # collective aborts the process ("terminate called without an active exception").
+            dist.barrier()
             dist.destroy_process_group()
 
 

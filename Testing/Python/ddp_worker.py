@@ -21,4 +21,5 @@ dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:
     same = all(torch.equal(gathered[0], g) for g in gathered[1:])
     report.write_text(f"{'identical' if same else 'different'} world={summary['world_size']}")
+dist.barrier()  # leave together (see DistContext.close)
 dist.destroy_process_group()
