@@ -53,8 +53,12 @@ class Preprocessing:
 
     def image_array(self, image: sitk.Image) -> np.ndarray:
         """Resampled and normalised pixels, float32 ``(H, W)`` or ``(D, H, W)`` in [-1, 1]."""
-        resampled = self.resample(image)
-        pixels = sitk.GetArrayFromImage(resampled).astype(np.float32)
+        return self.normalise(self.resample(image))
+
+    def normalise(self, grid: sitk.Image) -> np.ndarray:
+        """Normalised pixels of an image already on the network grid (see :meth:`resample`);
+        callers that also need the grid's geometry resample once and call this."""
+        pixels = sitk.GetArrayFromImage(grid).astype(np.float32)
         return Normalisation.from_dict(self.normalisation).apply(pixels)
 
     @property

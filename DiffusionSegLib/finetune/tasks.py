@@ -89,7 +89,7 @@ class LandmarkTask:
         indices = physical_to_index(grid, points.points)
         sigma_px = sigma_mm_to_px(self.sigma_mm, grid.GetSpacing())
         heatmaps, _ = encode_heatmaps(indices, grid_shape(grid), sigma_px)
-        return {"image": prep.image_array(image)[None], "heatmaps": heatmaps}
+        return {"image": prep.normalise(grid)[None], "heatmaps": heatmaps}
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``output`` (N, L, *S) logits; a landmark whose heatmap left the patch (or was never
