@@ -21,10 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
-from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks  # noqa: E402
-from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
-from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
+from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table
+from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks
+from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
+from DiffusionSegLib.predict.run import PredictOptions, predict
 
 
 def splits(data: Path) -> dict[str, list[str]]:
@@ -32,7 +32,14 @@ def splits(data: Path) -> dict[str, list[str]]:
     return {name: [str(c) for c in cases] for name, cases in doc["splits"].items()}
 
 
-def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: Path) -> dict:
+def _scores(pred: Path, data: Path) -> dict:
+    overall = evaluate_landmarks(pred, data / "landmarks")["summary"]["overall"]
+    return {"mre_mm": overall["mre_mm"], "sd_mm": overall["sd_mm"], "sdr_percent": overall["sdr_percent"],
+            "sdr2": overall["sdr_percent"]["2"]}
+
+
+def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: dict[str, Path]) -> dict:
+    """Fine-tune on N drawn training images; the headline numbers are on the first test split."""
     chosen = draw_cases(train, n, seed)
     run = args.work / f"{method}-n{n}-s{seed}"
     shutil.rmtree(run, ignore_errors=True)
@@ -45,14 +52,15 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
         preset=args.preset, image_size=args.image_size, modality="xray", checkpoint_every=args.iterations,
         seed=seed, device=args.device, progress="none"))
     train_s = time.monotonic() - t0
-    predict(PredictOptions(model=run / "model", images=test_images, out=run / "pred", device=args.device,
-                           progress="none"))
-    overall = evaluate_landmarks(run / "pred", args.data / "landmarks")["summary"]["overall"]
+    scores = {}
+    for name, images in test_images.items():
+        predict(PredictOptions(model=run / "model", images=images, out=run / f"pred-{name}", device=args.device,
+                               progress="none"))
+        scores[name] = _scores(run / f"pred-{name}", args.data)
     shutil.rmtree(run, ignore_errors=True)
-    return {"method": method, "n": n, "seed": seed, "cases": chosen, "mre_mm": overall["mre_mm"],
-            "sd_mm": overall["sd_mm"], "sdr_percent": overall["sdr_percent"],
-            "sdr2": overall["sdr_percent"]["2"], "finetune_seconds": round(train_s, 1),
-            "final_loss": summary["final_loss"]}
+    first = scores[args.test_splits[0]]
+    return {"method": method, "n": n, "seed": seed, "cases": chosen, **first, "splits": scores,
+            "finetune_seconds": round(train_s, 1), "final_loss": summary["final_loss"]}
 
 
 def main() -> None:
@@ -71,27 +79,35 @@ def main() -> None:
     p.add_argument("--sigma-mm", type=float, default=3.0)
     p.add_argument("--preset", default="small", help="for random init (must match the pretrained model)")
     p.add_argument("--image-size", type=int, nargs=2, default=[128, 160])
-    p.add_argument("--test-split", default="test1")
+    p.add_argument("--test-splits", nargs="+", default=["test1", "test2"],
+                   help="scored splits; the first gives the headline numbers")
     p.add_argument("--test-limit", type=int, help="score only the first K test images (quick mode)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true",
                    help="N = 5 and 25, one seed, 150 iterations, 30 test images at 64x80: about 10 minutes")
     args = p.parse_args()
-    apply_quick(args, {"ns": [5, 25], "seeds": [0], "iterations": 150, "test_limit": 30, "image_size": [64, 80]})
+    apply_quick(args, {"ns": [5, 25], "seeds": [0], "iterations": 150, "test_limit": 30, "image_size": [64, 80],
+                       "test_splits": ["test1"]})
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: ISBI data not found. Fix: pass --data (see ../shared/data/README.md).")
     if "other" in args.methods and args.pretrained_other is None:
         sys.exit("error: method 'other' needs --pretrained-other MODEL_DIR.")
     split = splits(args.data)
-    test = split[args.test_split][: args.test_limit] if args.test_limit else split[args.test_split]
-    test_images = link_subset(test, args.data / "images", args.work / f"{args.test_split}-images", ".nrrd")
+    test_images = {}
+    for name in args.test_splits:
+        test = split[name][: args.test_limit] if args.test_limit else split[name]
+        test_images[name] = link_subset(test, args.data / "images", args.work / f"{name}-images-{len(test)}", ".nrrd")
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
-    report["split"] = {"train": len(split["train"]), args.test_split: len(test)}
+    report["split"] = {"train": len(split["train"]),
+                       **{name: len(list(folder.iterdir())) for name, folder in test_images.items()}}
     run_grid(args, report, json_path, lambda m, n, seed: run_one(args, m, n, seed, split["train"], test_images),
              lambda r: f"MRE {r['mre_mm']:.2f} mm, SDR@2mm {r['sdr2']:.1f} %")
-    text = (table(report["records"], "mre_mm", "MRE mm", digits=2) + "\n\n"
-            + table(report["records"], "sdr2", "SDR@2mm %"))
+    text = ""
+    for name in args.test_splits:
+        on_split = [{**r, **r["splits"][name]} for r in report["records"] if name in r.get("splits", {})]
+        text += (f"### {name}\n\n" + table(on_split, "mre_mm", "MRE mm", digits=2) + "\n\n"
+                 + table(on_split, "sdr2", "SDR@2mm %") + "\n\n")
     args.out.with_suffix(".md").write_text(text + "\n")
     plot(report["records"], "mre_mm", "test MRE (mm)", "ISBI 2015 cephalograms", args.out.with_suffix(".png"))
     print(text)

@@ -24,10 +24,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
-from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
-from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
-from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
+from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table
+from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations
+from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
+from DiffusionSegLib.predict.run import PredictOptions, predict
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 

@@ -33,15 +33,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--timestep", type=int, default=0, help="the fixed diffusion timestep the network runs at")
+    p.add_argument("--timestep", type=int, default=0,
+                   help="--mode full: the fixed diffusion timestep the network runs at")
+    p.add_argument("--mode", choices=("full", "probe", "mlp"), default="full",
+                   help="full: fine-tune the whole U-Net (default); probe: keep it frozen and train a small "
+                        "conv head on its decoder features at --probe-timesteps; mlp: a pixel-MLP ensemble "
+                        "on the same features (segmentation only)")
+    p.add_argument("--probe-timesteps", type=int, nargs="+", metavar="T",
+                   help="--mode probe/mlp: noise levels of the features (default 10 30 60)")
+    p.add_argument("--noise-seed", type=int, default=0, help="--mode probe/mlp: seed of the fixed feature noise")
+    p.add_argument("--mlp-members", type=int, default=10, help="--mode mlp: ensemble size (default 10)")
     p.add_argument("--dice-weight", type=float, default=1.0, help="segmentation: weight of the Dice term (0: CE only)")
     p.add_argument("--sigma-mm", type=float, help="landmarks: heatmap sigma in mm (default 1.5 network pixels)")
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--preset", default="tiny", choices=list(PRESETS), help="with --init random only")
     p.add_argument("--image-size", type=positive_int, nargs="+", help="with --init random only")
     p.add_argument("--spacing", type=float, nargs="+", help="with --init random only")
-    p.add_argument("--patch-size", type=positive_int, nargs="+", help="with --init random only")
+    p.add_argument("--patch-size", type=positive_int, nargs="+",
+                   help="3D training patch (x y z); default: the pretrained model's")
     p.add_argument("--modality", default="auto", help="with --init random only")
+    p.add_argument("--coordinates", default="none", metavar="none|position|bpr:MODEL_DIR",
+                   help="with --init random only (a pretrained model brings its own)")
     p.add_argument("--checkpoint-every", type=positive_int, default=100)
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
     p.add_argument("--workers", type=int)
@@ -67,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         learning_rate=args.learning_rate, weight_decay=args.weight_decay, timestep=args.timestep,
         dice_weight=args.dice_weight, sigma_mm=args.sigma_mm, augment=args.augment, preset=args.preset,
         image_size=args.image_size, spacing=args.spacing, patch_size=args.patch_size, modality=args.modality,
+        coordinates=args.coordinates, mode=args.mode, probe_timesteps=args.probe_timesteps,
+        noise_seed=args.noise_seed, mlp_members=args.mlp_members,
         checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, seed=args.seed, device=args.device,
         precision=args.precision, workers=args.workers, progress=args.progress)
     summary = finetune(opts)

@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..nets import PRESETS
 from ..diffusion.ddpm import SCHEDULES
 from ..imageio import MODALITIES
+from ..nets import PRESETS
 from .common import add_runtime_options, positive_int
 
 
@@ -27,6 +27,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image-size", type=positive_int, nargs="+", help="resize whole images to this (2D default 128 128)")
     p.add_argument("--spacing", type=float, nargs="+", help="resample to this spacing in mm (CT, MRI)")
     p.add_argument("--patch-size", type=positive_int, nargs="+", help="training patch size (3D default 64 64 32)")
+    p.add_argument("--coordinates", default="none", metavar="none|position|bpr:MODEL_DIR",
+                   help="condition the U-Net on coordinate channels: the voxel's normalised position in the "
+                        "volume, or body-part regression scores (`diffusionseg bpr train`); default none")
     p.add_argument("--modality", default="auto", choices=("auto",) + tuple(MODALITIES),
                    help="intensity normalisation: ct (HU window) or xray/mri/other (percentiles); auto guesses")
     p.add_argument("--timesteps", type=positive_int, default=1000, help="diffusion steps (papers: 500-4000)")
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         images=args.images, out=args.out, dims=args.dims, preset=args.preset, iterations=args.iterations,
         batch_size=args.batch_size, learning_rate=args.learning_rate, weight_decay=args.weight_decay,
         image_size=args.image_size, spacing=args.spacing, patch_size=args.patch_size, modality=args.modality,
+        coordinates=args.coordinates,
         timesteps=args.timesteps, schedule=args.schedule, ema_decay=args.ema_decay,
         checkpoint_every=args.checkpoint_every, augment=args.augment, resume=args.resume, overwrite=args.overwrite,
         seed=args.seed, device=args.device, precision=args.precision, workers=args.workers, progress=args.progress,

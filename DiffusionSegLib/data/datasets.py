@@ -60,9 +60,9 @@ class CaseDataset(Dataset):
 
 
 def unlabeled_image_loader(paths: Sequence, preprocessing: Preprocessing) -> CaseLoader:
-    """A loader for pretraining: ``i -> {"image": (1, H, W[, D])}``."""
+    """A loader for pretraining: ``i -> {"image": (1 + K, *S)}`` (image, then K coordinate channels)."""
 
     def load(index: int) -> dict[str, np.ndarray]:
-        return {"image": preprocessing.image_array(read_image(paths[index]))[None]}
+        return {"image": preprocessing.network_input(preprocessing.resample(read_image(paths[index])))}
 
     return load

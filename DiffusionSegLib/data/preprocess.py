@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..imageio import Normalisation, resample_to_size, resample_to_spacing
+from .coordinates import coordinate_channels, coordinate_map
 
 
 @dataclass
@@ -28,6 +29,8 @@ class Preprocessing:
             neither the image keeps its own grid.
         patch_size: network input size during training (x, y[, z]); crops (3D) or the
             whole resampled image (2D, where it equals ``image_size``).
+        coordinates: coordinate channels added to the image (see
+            :mod:`DiffusionSegLib.data.coordinates`): None, "position" or "bpr:<model>".
     """
 
     dims: int
@@ -35,6 +38,7 @@ class Preprocessing:
     image_size: list[int] | None
     spacing: list[float] | None
     patch_size: list[int]
+    coordinates: str | None = None   # absent in models written before coordinates existed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +64,17 @@ class Preprocessing:
         callers that also need the grid's geometry resample once and call this."""
         pixels = sitk.GetArrayFromImage(grid).astype(np.float32)
         return Normalisation.from_dict(self.normalisation).apply(pixels)
+
+    def network_input(self, grid: sitk.Image) -> np.ndarray:
+        """``(1 + K, *S)`` float32: the normalised image, then its K coordinate channels."""
+        pixels = self.normalise(grid)[None]
+        coords = coordinate_map(grid, self.coordinates)
+        return pixels if coords is None else np.concatenate([pixels, coords.astype(np.float32)])
+
+    @property
+    def input_channels(self) -> int:
+        """Network input channels: the image plus the coordinate channels."""
+        return 1 + coordinate_channels(self.coordinates, self.dims)
 
     @property
     def patch_shape(self) -> tuple[int, ...]:

@@ -10,10 +10,11 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..atomic import write_json_atomic
+from ..data.coordinates import position_map
 from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..nets import NetworkConfig, build_unet
-from ..atomic import write_json_atomic
 from ..training.checkpoint import load_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.progress import Reporter
@@ -63,11 +64,20 @@ def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int 
     model.to(dev).eval()
     reporter = Reporter("sample", progress)
     generator = torch.Generator().manual_seed(seed)
-    shape = (count, net_cfg.in_channels, *prep.patch_shape)
+    shape = (count, 1, *prep.patch_shape)
+    condition = None
+    if prep.coordinates is not None:
+        if prep.coordinates != "position":
+            raise UserError(f"sampling is offered for position coordinates only, this model uses "
+                            f"'{prep.coordinates}' (a body-part map needs a real volume to compute).",
+                            path=model_dir, fix="sample from a model pretrained without --coordinates, or "
+                                                "with --coordinates position.")
+        # Each sample is drawn as if it filled the whole grid.
+        condition = torch.from_numpy(position_map(prep.patch_shape))[None].expand(count, -1, *prep.patch_shape)
     reporter.start(steps)
     with prec.autocast():
         images = sample_images(model, diffusion, shape, steps=steps, method=method, generator=generator, device=dev,
-                               on_step=lambda i, n: reporter.progress(i, n))
+                               condition=condition, on_step=lambda i, n: reporter.progress(i, n))
     images = images[:, 0].numpy()
 
     # Write into a temporary folder and rename it: a failed run leaves no half-written output.

@@ -26,12 +26,13 @@ def block_mask(shape: tuple[int, ...], block: int, ratio: float, generator: torc
 
 
 def masked_image_loss(model: torch.nn.Module, images: torch.Tensor, seeds: torch.Tensor, *,
-                      block: int = 8, ratio: float = 0.5) -> torch.Tensor:
+                      block: int = 8, ratio: float = 0.5, condition: torch.Tensor | None = None) -> torch.Tensor:
     """L1 reconstruction of the masked pixels.
 
     Args:
         images: ``(N, 1, *S)`` in [-1, 1].
         seeds: ``(N,)`` per-item seeds (masks and fill noise repeat exactly on resume).
+        condition: optional extra input channels ``(N, K, *S)`` (coordinates), never masked.
     Returns:
         scalar loss.
     """
@@ -42,5 +43,6 @@ def masked_image_loss(model: torch.nn.Module, images: torch.Tensor, seeds: torch
     corrupted = images * (1 - masks) + fill * masks
     # The timestep input is unused by this objective; 0 keeps the embedding constant.
     t = torch.zeros(images.shape[0], dtype=torch.long, device=images.device)
-    reconstruction = model(corrupted, t).float()
+    net_in = corrupted if condition is None else torch.cat([corrupted, condition], dim=1)
+    reconstruction = model(net_in, t).float()
     return (F.l1_loss(reconstruction, images.float(), reduction="none") * masks).sum() / masks.sum().clamp_min(1)

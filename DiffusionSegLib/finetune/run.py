@@ -19,18 +19,21 @@ from ..imageio import check_same_dims, read_image
 from ..labels import class_names_from, is_seg_nrrd
 from ..landmarks import read_landmarks
 from ..nets import NetworkConfig, check_fits, network_config
+from ..probe import PROBE_MODES, build_probe_network
+from ..probe.network import DEFAULT_TIMESTEPS
 from ..project import DEFAULT_COLORS
 from ..training.checkpoint import load_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.distributed import init_distributed, local_rank_from_env
-from ..training.loop import LoopSettings, train
 from ..training.guard import RunGuard
+from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
 from .network import task_network
 from .tasks import LandmarkTask, SegmentationTask
 
 TASKS = ("segmentation", "landmarks")
+MODES = ("full",) + PROBE_MODES
 
 
 @dataclass
@@ -42,6 +45,13 @@ class FinetuneOptions:
     annotations: Path
     out: Path
     pretrained: Path | None = None     # None: random initialisation (the baseline)
+    # full: fine-tune the whole U-Net (PTDR); probe: frozen U-Net features at `probe_timesteps`
+    # read by a small conv head; mlp: the same features read by a pixel-MLP ensemble.
+    mode: str = "full"
+    probe_timesteps: list[int] | None = None
+    noise_seed: int = 0
+    mlp_members: int = 10
+    probe_hidden: int = 64
     classes: list[str] | None = None
     landmark_names: list[str] | None = None
     iterations: int = 300
@@ -52,12 +62,16 @@ class FinetuneOptions:
     dice_weight: float = 1.0
     sigma_mm: float | None = None
     augment: bool = True
+    # Training patch (3D); with a pretrained model its patch unless given: the U-Net is
+    # convolutional, so a patch that covers a whole small volume (nnU-Net's choice for
+    # hippocampus crops) gives more context and fewer windows at prediction.
+    patch_size: list[int] | None = None
     # Used only without --pretrained (otherwise the pretrained model decides):
     preset: str = "tiny"
     image_size: list[int] | None = None
     spacing: list[float] | None = None
-    patch_size: list[int] | None = None
     modality: str = "auto"
+    coordinates: str | None = None
     checkpoint_every: int = 100
     overwrite: bool = False
     seed: int = 0
@@ -106,21 +120,60 @@ def _base_model(opts: FinetuneOptions, dims: int, first_image: Path
         if config["dims"] != dims:
             raise UserError(f"the pretrained model is {config['dims']}D but the images are {dims}D.",
                             path=opts.pretrained, fix=f"pretrain a {dims}D model on images like these.")
-        return (NetworkConfig.from_dict(config["network"]), Preprocessing.from_dict(config["preprocessing"]),
-                load_weights(opts.pretrained))
+        prep = Preprocessing.from_dict(config["preprocessing"])
+        if opts.patch_size is not None:
+            if len(opts.patch_size) != dims or prep.image_size is not None:
+                raise UserError(f"--patch-size {list(opts.patch_size)} does not apply to this model: it takes "
+                                f"{'whole resized images' if prep.image_size else f'{dims} numbers'}.",
+                                path=opts.pretrained, fix="drop --patch-size (the pretrained model's patch is used).")
+            prep.patch_size = list(opts.patch_size)
+        return NetworkConfig.from_dict(config["network"]), prep, load_weights(opts.pretrained)
     # Random initialisation: the same preprocessing rules as pretraining.
     from ..training.pretrain import PretrainOptions, choose_preprocessing
 
     net = network_config(opts.preset, dims)
     popts = PretrainOptions(images=opts.images, out=opts.out, preset=opts.preset, image_size=opts.image_size,
-                            spacing=opts.spacing, patch_size=opts.patch_size, modality=opts.modality)
-    return net, choose_preprocessing(popts, dims, first_image, net), None
+                            spacing=opts.spacing, patch_size=opts.patch_size, modality=opts.modality,
+                            coordinates=opts.coordinates)
+    prep = choose_preprocessing(popts, dims, first_image, net)
+    net.in_channels = prep.input_channels
+    return net, prep, None
+
+
+def _probe_network(opts: FinetuneOptions, backbone: NetworkConfig, out_channels: int,
+                   pretrained: dict[str, torch.Tensor]):
+    """(probing network with the pretrained backbone loaded, its plain-data description)."""
+    config = load_config(opts.pretrained)
+    if config.get("objective", "ddpm") != "ddpm" or "diffusion" not in config:
+        raise UserError("probing adds diffusion noise at chosen timesteps, so it needs a DDPM-pretrained model; "
+                        f"this one was pretrained with the '{config.get('objective')}' objective.",
+                        path=opts.pretrained, fix="pass a model from `diffusionseg pretrain` (default objective), "
+                                                  "or use --mode full.")
+    steps = config["diffusion"]["num_train_timesteps"]
+    timesteps = list(opts.probe_timesteps or DEFAULT_TIMESTEPS)
+    if not timesteps or any(t < 0 or t >= steps for t in timesteps):
+        raise UserError(f"probe timesteps {timesteps} must lie in 0..{steps - 1} (the model's diffusion steps).",
+                        fix="pass --probe-timesteps with values in that range, e.g. 10 30 60.")
+    probe = {"mode": opts.mode, "timesteps": timesteps, "noise_seed": opts.noise_seed, "blocks": None,
+             "members": opts.mlp_members, "hidden": opts.probe_hidden, "diffusion": config["diffusion"],
+             "out_channels": out_channels}
+    model = build_probe_network(backbone, probe["diffusion"], out_channels, probe)
+    model.features.unet.load_state_dict(pretrained)
+    return model, probe
 
 
 def finetune(opts: FinetuneOptions) -> dict:
     """Fine-tune for ``opts.task`` on the annotated cases and write the model folder ``opts.out``."""
     if opts.task not in TASKS:
         raise UserError(f"unknown task '{opts.task}'.", fix=f"use --task with one of {', '.join(TASKS)}.")
+    if opts.mode not in MODES:
+        raise UserError(f"unknown mode '{opts.mode}'.", fix=f"use --mode with one of {', '.join(MODES)}.")
+    if opts.mode != "full" and opts.pretrained is None:
+        raise UserError(f"--mode {opts.mode} reads the features of a frozen pretrained U-Net, and none was given.",
+                        fix="pass --pretrained MODEL_DIR (a DDPM-pretrained model), or use --mode full.")
+    if opts.mode == "mlp" and opts.task != "segmentation":
+        raise UserError("the pixel-MLP ensemble (--mode mlp) classifies pixels: it is for segmentation only.",
+                        fix="use --mode probe or --mode full for landmarks.")
     opts.out = Path(opts.out)
     reporter = Reporter("finetune", opts.progress)
     ctx = init_distributed("cuda" if torch.cuda.is_available() and opts.device in ("auto", "cuda") else "cpu")
@@ -149,11 +202,17 @@ def finetune(opts: FinetuneOptions) -> dict:
             opts.out.mkdir(parents=True, exist_ok=True)
         ctx.barrier()
         torch.manual_seed(opts.seed)
-        model, fresh = task_network(net_cfg, opts.timestep, pretrained)
+        if opts.mode == "full":
+            model, fresh = task_network(net_cfg, opts.timestep, pretrained)
+            probe = None
+        else:
+            model, probe = _probe_network(opts, base_net, task.out_channels, pretrained)
+            fresh = [f"head.{name}" for name in model.head.state_dict()]
         run_dir = new_run_dir(opts.out / "runs", "finetune")
         if ctx.is_main:
             reporter.attach(run_dir / "events.jsonl")
-        reporter.log(f"fine-tuning for {task.kind} on {len(cases)} case(s), "
+        what = "fine-tuning" if probe is None else f"{opts.mode} training (frozen backbone)"
+        reporter.log(f"{what} for {task.kind} on {len(cases)} case(s), "
                      f"{'pretrained from ' + str(opts.pretrained) if pretrained else 'random initialisation'} "
                      f"({len(fresh)} tensors new), {device} {precision.name}")
         # Reading every case once up front turns a bad annotation into an error now, not mid-run.
@@ -170,7 +229,11 @@ def finetune(opts: FinetuneOptions) -> dict:
             return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
 
         def loss_fn(net, batch, generator):  # noqa: ARG001 (no randomness in the loss)
-            return task.loss(net(batch["image"]), batch)
+            if probe is None:
+                return task.loss(net(batch["image"]), batch)
+            # Probing: the loss on the head's logits, or the mean of every ensemble member's loss.
+            logits = net.training_logits(batch["image"])
+            return sum(task.loss(member, batch) for member in logits) / len(logits)
 
         settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate,
                                 weight_decay=opts.weight_decay, optimizer="adam", schedule="cosine",
@@ -179,8 +242,11 @@ def finetune(opts: FinetuneOptions) -> dict:
 
         def make_config(step: int) -> dict:
             return {
-                "kind": task.kind, "dims": dims, "network": net_cfg.to_dict(), "preprocessing": prep.to_dict(),
-                "timestep": opts.timestep, "task": task.describe(),
+                "kind": task.kind, "dims": dims, "preprocessing": prep.to_dict(),
+                # Probing keeps the backbone whole (its head is in "probe"); full mode has its new output layer.
+                "network": (net_cfg if probe is None else base_net).to_dict(),
+                "timestep": opts.timestep, "task": task.describe(), "mode": opts.mode,
+                **({"probe": probe} if probe else {}),
                 "training": {"step": step, "iterations": opts.iterations, "batch_size": opts.batch_size,
                              "learning_rate": opts.learning_rate, "weight_decay": opts.weight_decay,
                              "seed": opts.seed, "augment": opts.augment, "cases": [c.name for c in cases],

@@ -41,10 +41,11 @@ class SegmentationTask:
         return len(self.classes) + 1
 
     def load(self, case: Case, prep: Preprocessing) -> dict[str, np.ndarray]:
-        """``{"image": (1, *S) float32, "label": (1, *S) int64}`` on the network grid."""
+        """``{"image": (1 + K, *S) float32, "label": (1, *S) int64}`` on the network grid
+        (K coordinate channels follow the image channel when the model has them)."""
         image = read_image(case.image)
         label = read_segmentation(case.annotation, self.classes, image, reference_path=case.image)
-        image_array = prep.image_array(image)[None]
+        image_array = prep.network_input(prep.resample(image))
         label_array = sitk.GetArrayFromImage(prep.resample(sitk.Cast(label, sitk.sitkFloat32), "nearest"))
         return {"image": image_array, "label": label_array.astype(np.int64)[None]}
 
@@ -76,7 +77,7 @@ class LandmarkTask:
         return len(self.names)
 
     def load(self, case: Case, prep: Preprocessing) -> dict[str, np.ndarray]:
-        """``{"image": (1, *S), "heatmaps": (L, *S)}``; a missing landmark has an all-zero map."""
+        """``{"image": (1 + K, *S), "heatmaps": (L, *S)}``; a missing landmark has an all-zero map."""
         image = read_image(case.image)
         points = read_landmarks(case.annotation, self.names)
         outside = [n for n, out, miss in zip(self.names, points_outside(image, points.points), points.is_missing())
@@ -89,7 +90,7 @@ class LandmarkTask:
         indices = physical_to_index(grid, points.points)
         sigma_px = sigma_mm_to_px(self.sigma_mm, grid.GetSpacing())
         heatmaps, _ = encode_heatmaps(indices, grid_shape(grid), sigma_px)
-        return {"image": prep.normalise(grid)[None], "heatmaps": heatmaps}
+        return {"image": prep.network_input(grid), "heatmaps": heatmaps}
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``output`` (N, L, *S) logits; a landmark whose heatmap left the patch (or was never

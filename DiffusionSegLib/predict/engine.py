@@ -14,6 +14,7 @@ from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..finetune.network import FixedTimestepUNet
 from ..nets import NetworkConfig, build_unet
+from ..probe import build_probe_network
 from ..training.checkpoint import load_config, load_weights
 from ..training.device import Precision, choose_device
 
@@ -23,7 +24,7 @@ TASK_KINDS = ("segmentation", "landmarks")
 @dataclass
 class LoadedModel:
     config: dict
-    network: FixedTimestepUNet
+    network: torch.nn.Module   # FixedTimestepUNet, or a ProbeNetwork: (N, C_in, *S) -> (N, C, *S)
     preprocessing: Preprocessing
     device: torch.device
     precision: Precision
@@ -39,7 +40,12 @@ def load_task_model(model_dir: Path, device: str = "auto", precision: str = "aut
     if config.get("kind") not in TASK_KINDS:
         raise UserError(f"this is a {config.get('kind')} model, which cannot predict.", path=model_dir,
                         fix="fine-tune it first (`diffusionseg finetune`) and predict with the fine-tuned folder.")
-    net = FixedTimestepUNet(build_unet(NetworkConfig.from_dict(config["network"])), config["timestep"])
+    network = NetworkConfig.from_dict(config["network"])
+    if config.get("mode", "full") == "full":
+        net = FixedTimestepUNet(build_unet(network), config["timestep"])
+    else:  # probing: the frozen backbone plus its head, rebuilt from plain data
+        probe = config["probe"]
+        net = build_probe_network(network, probe["diffusion"], probe["out_channels"], probe)
     weights = load_weights(model_dir)
     missing, unexpected = net.load_state_dict(weights, strict=False)
     if missing or unexpected:
@@ -54,7 +60,7 @@ def load_task_model(model_dir: Path, device: str = "auto", precision: str = "aut
 @torch.no_grad()
 def network_output(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = 0.5,
                    windows: bool | None = None) -> np.ndarray:
-    """Raw network output ``(C, *S)`` for one preprocessed image ``(*S)``.
+    """Raw network output ``(C, *S)`` for one preprocessed image ``(C_in, *S)`` (or ``(*S)``).
 
     2D images resized to the training size take one forward pass. Otherwise (3D, or
     an image larger than the training patch) MONAI's sliding-window inference with
@@ -62,13 +68,16 @@ def network_output(model: LoadedModel, grid_pixels: np.ndarray, overlap: float =
     than the patch are padded and cropped back by MONAI.
 
     Args:
-        grid_pixels: ``(*S)`` normalised image on the network grid.
+        grid_pixels: ``(C_in, *S)`` network input on the network grid (the normalised
+            image and any coordinate channels, see ``Preprocessing.network_input``),
+            or a single-channel ``(*S)``.
         windows: force (True) or forbid (False) the sliding-window path; None decides
             by shape.
     Returns:
         ``(C, *S)`` float32.
     """
-    x = torch.from_numpy(np.ascontiguousarray(grid_pixels))[None, None].to(model.device)
+    x = torch.from_numpy(np.ascontiguousarray(grid_pixels, dtype=np.float32))
+    x = (x[None] if x.ndim == model.preprocessing.dims + 1 else x[None, None]).to(model.device)
     patch = model.preprocessing.patch_shape
     with model.precision.autocast():
         if windows is False or (windows is None and tuple(x.shape[2:]) == tuple(patch)):

@@ -45,7 +45,7 @@ def predict_segmentation(model: LoadedModel, image: sitk.Image, overlap: float =
     """
     prep = model.preprocessing
     grid = prep.resample(image)
-    logits = network_output(model, prep.normalise(grid), overlap)
+    logits = network_output(model, prep.network_input(grid), overlap)
     probabilities = torch.from_numpy(logits).softmax(0).numpy()
     back = resample_like(on_grid(probabilities, grid), image, "linear")
     labels = sitk.GetArrayFromImage(back).argmax(-1).astype(np.uint8)
@@ -64,7 +64,7 @@ def predict_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: flo
     prep = model.preprocessing
     task = model.config["task"]
     grid = prep.resample(image)
-    logits = torch.from_numpy(network_output(model, prep.normalise(grid), overlap))[None]
+    logits = torch.from_numpy(network_output(model, prep.network_input(grid), overlap))[None]
     sigma_px = sigma_mm_to_px(task["sigma_mm"], grid.GetSpacing())
     radius = [max(1, math.ceil(2.5 * s)) for s in sigma_px]
     coords, confidence = decode_heatmaps(logits, radius=radius)

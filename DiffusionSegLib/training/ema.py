@@ -10,7 +10,8 @@ class EMA:
 
     The decay ramps up as ``min(decay, (1 + step) / (10 + step))`` so that a short run
     (a few hundred CPU steps) is not dominated by its random initialisation.
-    Buffers (none in this U-Net, but kept for safety) are copied, not averaged.
+    Only trainable parameters are averaged; buffers (e.g. BatchNorm statistics) and
+    frozen parameters (a probing backbone) are copied, so frozen weights stay bit-identical.
     """
 
     def __init__(self, model: torch.nn.Module, decay: float = 0.999):
@@ -20,8 +21,9 @@ class EMA:
     @torch.no_grad()
     def update(self, model: torch.nn.Module, step: int) -> None:
         decay = min(self.decay, (1 + step) / (10 + step))
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         for name, value in model.state_dict().items():
-            if value.dtype.is_floating_point:
+            if name in trainable and value.dtype.is_floating_point:
                 self.shadow[name].mul_(decay).add_(value.detach().float(), alpha=1 - decay)
             else:
                 self.shadow[name].copy_(value)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data.augment import training_transform
+from ..data.coordinates import coordinate_channels
 from ..data.datasets import CaseDataset, unlabeled_image_loader
 from ..data.preprocess import Preprocessing
 from ..diffusion import DiffusionConfig, ddpm_loss, make_scheduler
@@ -22,8 +23,8 @@ from ..nets import NetworkConfig, build_unet, check_fits, network_config
 from .checkpoint import CONFIG_NAME, STATE_NAME, load_config
 from .device import Precision, choose_device
 from .distributed import init_distributed, local_rank_from_env
-from .loop import LoopSettings, train
 from .guard import RunGuard
+from .loop import LoopSettings, train
 from .progress import Reporter, new_run_dir
 
 DEFAULT_IMAGE_SIZE_2D = [128, 128]
@@ -61,6 +62,7 @@ class PretrainOptions:
     workers: int | None = None
     progress: str = "bar"
     objective: str = "ddpm"             # 'masked': the masked-image-modelling baseline
+    coordinates: str | None = None      # coordinate channels: None, "position", "bpr:<model>"
     extra: dict = field(default_factory=dict)
 
 
@@ -92,8 +94,10 @@ def choose_preprocessing(opts: PretrainOptions, dims: int, first_image: Path, ne
     patch = opts.patch_size or (image_size if dims == 2 and image_size else None) or (
         DEFAULT_PATCH_SIZE_3D if dims == 3 else DEFAULT_IMAGE_SIZE_2D)
     check_fits(net, patch, option="--patch-size" if opts.patch_size or dims == 3 else "--image-size")
+    coordinate_channels(opts.coordinates, dims)  # an unknown source fails here, before any work
     return Preprocessing(dims=dims, normalisation=normalisation, image_size=list(image_size) if image_size else None,
-                         spacing=list(opts.spacing) if opts.spacing else None, patch_size=list(patch))
+                         spacing=list(opts.spacing) if opts.spacing else None, patch_size=list(patch),
+                         coordinates=None if opts.coordinates in (None, "", "none") else opts.coordinates)
 
 
 def _prepare_out_dir(opts: PretrainOptions) -> bool:
@@ -153,6 +157,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
             net_cfg = network_config(opts.preset, dims)
             diffusion = DiffusionConfig(num_train_timesteps=opts.timesteps, schedule=opts.schedule)
             prep = choose_preprocessing(opts, dims, paths[0], net_cfg)
+            net_cfg.in_channels = prep.input_channels  # the image plus any coordinate channels
         diffusion.validate()
         objective = previous.get("objective", "ddpm") if opts.resume else opts.objective
         if objective not in OBJECTIVES:
@@ -183,9 +188,12 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
                               pin_memory=device.type == "cuda", persistent_workers=False)
 
         def loss_fn(net, batch, generator):  # noqa: ARG001 (noise comes from the per-item seeds)
+            # Channel 0 is the image (noised or masked); any others are coordinates (conditioning, kept clean).
+            image, condition = batch["image"][:, :1], batch["image"][:, 1:]
+            condition = condition if condition.shape[1] else None
             if objective == "masked":
-                return masked_image_loss(net, batch["image"], batch["seed"])
-            return ddpm_loss(net, scheduler, batch["image"], batch["seed"])
+                return masked_image_loss(net, image, batch["seed"], condition=condition)
+            return ddpm_loss(net, scheduler, image, batch["seed"], condition=condition)
 
         settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate,
                                 weight_decay=opts.weight_decay,
