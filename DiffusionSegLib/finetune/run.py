@@ -232,8 +232,8 @@ def finetune(opts: FinetuneOptions) -> dict:
             if probe is None:
                 return task.loss(net(batch["image"]), batch)
             # Probing: the loss on the head's logits, or the mean of every ensemble member's loss.
-            logits = net.training_logits(batch["image"])
-            return sum(task.loss(member, batch) for member in logits) / len(logits)
+            outputs = net.training_outputs(batch["image"], batch["label"], seed=int(batch["seed"].sum()))
+            return sum(task.loss(logits, {"label": label}) for logits, label in outputs) / len(outputs)
 
         settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate,
                                 weight_decay=opts.weight_decay, optimizer="adam", schedule="cosine",

@@ -15,17 +15,18 @@ def _groups(channels: int) -> int:
 
 
 class ConvHead(nn.Module):
-    """``(N, F, *S) -> (N, C, *S)``: two 3x3 convolutions (GroupNorm, SiLU) and a 1x1 classifier.
+    """``(N, F, *S) -> (N, C, *S)``: 1x1 reduction, a 3x3 convolution (GroupNorm, SiLU each), 1x1 classifier.
 
     The probing paper's "small non-linear convolutional head": unlike a per-pixel reader,
-    it sees a neighbourhood, so it can smooth boundaries the features leave ragged.
+    it sees a neighbourhood, so it can smooth boundaries the features leave ragged. The
+    1x1 reduction first keeps it cheap: F is several hundred channels at full resolution.
     """
 
     def __init__(self, dims: int, in_channels: int, out_channels: int, hidden: int = 64):
         super().__init__()
         conv = _conv(dims)
         self.net = nn.Sequential(
-            conv(in_channels, hidden, 3, padding=1), nn.GroupNorm(_groups(hidden), hidden), nn.SiLU(),
+            conv(in_channels, hidden, 1), nn.GroupNorm(_groups(hidden), hidden), nn.SiLU(),
             conv(hidden, hidden, 3, padding=1), nn.GroupNorm(_groups(hidden), hidden), nn.SiLU(),
             conv(hidden, out_channels, 1))
 
@@ -41,6 +42,8 @@ class PixelMLPEnsemble(nn.Module):
     returns the log of the mean probability ``(N, C, *S)``, so an arg-max and a softmax
     downstream behave as for any logits; ``member_logits`` gives each member's own logits
     ``(K, N, C, *S)`` for training (every member learns on its own, as in the paper).
+    Training reads a random sample of pixels, as the paper does (whole 3D patches through
+    ten MLPs would cost more than the backbone).
     """
 
     def __init__(self, dims: int, in_channels: int, out_channels: int, members: int = 10,

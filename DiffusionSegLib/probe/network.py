@@ -12,6 +12,7 @@ from .heads import ConvHead, PixelMLPEnsemble
 
 PROBE_MODES = ("probe", "mlp")
 DEFAULT_TIMESTEPS = (10, 30, 60)
+PIXELS_PER_IMAGE = 4096   # pixels per image and step that the MLP ensemble trains on
 
 
 class ProbeNetwork(nn.Module):
@@ -29,12 +30,30 @@ class ProbeNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def training_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Logits ``(N, C, *S)`` to put the loss on: one per ensemble member, or the head's."""
+    def training_outputs(self, x: torch.Tensor, label: torch.Tensor, seed: int,
+                         pixels: int = PIXELS_PER_IMAGE) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(logits, label) pairs to put the loss on: the head's, or one per ensemble member.
+
+        Args:
+            x: ``(N, 1 + K, *S)`` network input; label: ``(N, 1, *S)`` class indices.
+            seed: chooses the pixels the MLP ensemble trains on (a function of the step).
+        Returns:
+            conv head: ``[((N, C, *S), (N, 1, *S))]``; MLP ensemble: one pair per member on
+            ``pixels`` sampled pixels per image, shaped ``(N, C, P, 1[, 1])`` and ``(N, 1, P, 1[, 1])``.
+        """
         feats = self.features(x)
-        if isinstance(self.head, PixelMLPEnsemble):
-            return list(self.head.member_logits(feats))
-        return [self.head(feats)]
+        if not isinstance(self.head, PixelMLPEnsemble):
+            return [(self.head(feats), label)]
+        flat = feats.flatten(2)
+        count = min(pixels, flat.shape[-1])
+        generator = torch.Generator().manual_seed(int(seed))
+        index = torch.stack([torch.randperm(flat.shape[-1], generator=generator)[:count]
+                             for _ in range(x.shape[0])]).to(x.device)
+        trailing = (1,) * (x.ndim - 3)
+        picked = flat.gather(2, index[:, None].expand(-1, flat.shape[1], -1)).reshape(*flat.shape[:2], count,
+                                                                                      *trailing)
+        picked_label = label.flatten(2).gather(2, index[:, None]).reshape(label.shape[0], 1, count, *trailing)
+        return [(logits, picked_label) for logits in self.head.member_logits(picked)]
 
 
 def build_probe_network(backbone: NetworkConfig, diffusion: dict, out_channels: int, probe: dict) -> ProbeNetwork:

@@ -72,10 +72,16 @@ def test_mlp_ensemble_outputs_log_mean_probabilities():
     x = torch.randn(1, 1, 16, 16)
     out = net(x)
     assert torch.allclose(out.exp().sum(1), torch.ones(1, 16, 16), atol=1e-4)
-    members = net.training_logits(x)
+    members = net.head.member_logits(net.features(x))
     assert len(members) == 3
     mean = torch.stack([m.softmax(1) for m in members]).mean(0)
     assert torch.allclose(out.exp(), mean, atol=1e-5)
+    # Training reads a sample of pixels, each member on the same ones, labels gathered alike.
+    label = torch.arange(16 * 16).reshape(1, 1, 16, 16) % 4
+    pairs = net.train().training_outputs(x, label, seed=3, pixels=50)
+    assert len(pairs) == 3 and pairs[0][0].shape == (1, 4, 50, 1) and pairs[0][1].shape == (1, 1, 50, 1)
+    again = net.training_outputs(x, label, seed=3, pixels=50)
+    assert torch.equal(pairs[0][1], again[0][1]) and len(set(pairs[0][1].flatten().tolist())) > 1
 
 
 def test_probe_trains_head_only_and_predicts_deterministically(dataset, pretrained, tmp_path):
