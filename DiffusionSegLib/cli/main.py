@@ -17,12 +17,12 @@ from ..errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, inside main's error handling: a missing torch or MONAI then ends in
     # one clear message instead of a traceback at start-up.
-    from . import demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd
+    from . import bpr_cmd, demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd
 
     parser = argparse.ArgumentParser(prog="diffusionseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"diffusionseg {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (pretrain_cmd, sample_cmd, finetune_cmd, predict_cmd, evaluate_cmd, demo_cmd):
+    for module in (pretrain_cmd, sample_cmd, finetune_cmd, predict_cmd, evaluate_cmd, bpr_cmd, demo_cmd):
         module.add_parser(subparsers)
     return parser
 

@@ -32,9 +32,18 @@ STATE_NAME = "training_state.safetensors"
 _PICKLE_SIGNATURES = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
+def _is_safetensors(head: bytes, size: int) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON header ('{')."""
+    return len(head) >= 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
+
+
 def _refuse_pickle(path: Path) -> None:
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    # Why the safetensors check first: a header length of 640, 896, ... (mod 65536) begins with
+    # the bytes 0x80 0x02.. and would otherwise be mistaken for a pickle stream.
+    if _is_safetensors(head, path.stat().st_size):
+        return
     if any(head.startswith(sig) for sig in _PICKLE_SIGNATURES):
         raise UserError(
             "this is a pickle (torch.save) file; DiffusionSeg never opens pickle files because loading one can run "
