@@ -59,7 +59,8 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
     s = results["summary"]
     record = {"method": method, "n": n, "seed": seed, "cases": chosen, "mIoU": s["mIoU"], "mean_dice": s["mean_dice"],
               "per_class": s["classes"], "finetune_seconds": round(train_s, 1), "final_loss": summary["final_loss"],
-              "test_cases": s["n_cases"]}
+              "test_cases": s["n_cases"], "learning_rate": args.lr, "timestep": args.timestep,
+              "scored_on": "validation" if args.validate else "test"}
     shutil.rmtree(run, ignore_errors=True)
     return record
 
@@ -81,6 +82,9 @@ def main() -> None:
     p.add_argument("--preset", default="small", help="for random init (must match the pretrained model)")
     p.add_argument("--image-size", type=int, nargs=2, default=[64, 64])
     p.add_argument("--test-limit", type=int, help="score only the first K test cases (quick mode)")
+    p.add_argument("--validate", type=int, metavar="K",
+                   help="tuning mode: score on K cases held out of the TRAINING half (never the test half) "
+                        "and draw the few-shot cases from the rest")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true",
                    help="N = 1 and 10, one seed, 100 iterations, 40 test cases: under 10 minutes on 2 CPU cores")
@@ -92,8 +96,12 @@ def main() -> None:
         sys.exit("error: method 'other' needs --pretrained-other MODEL_DIR.")
     cases = sorted(p.stem for p in (args.data / "images").glob("*.png"))
     train, test = split(cases)
+    if args.validate:  # learning rate and timestep are chosen here, on training cases only
+        held_out = set(np.random.default_rng(7).choice(train, size=args.validate, replace=False))
+        train, test = [c for c in train if c not in held_out], sorted(held_out)
     test = test[: args.test_limit] if args.test_limit else test
-    test_images = link_subset(test, args.data / "images", args.work / "test-images", ".png")
+    name = f"validation-{len(test)}" if args.validate else f"test-images-{len(test)}"
+    test_images = link_subset(test, args.data / "images", args.work / name, ".png")
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), "test": len(test)}
