@@ -67,7 +67,8 @@ class DiffusionSegParameterNode:
 
     projectDir: the project folder. task, imageKind, names, modality: used to create a project.
     inputVolume: the current image. annotationNode: what Save writes (annotation or corrected prediction).
-    pretrainedModel, taskModel: model folders. device: where the backend computes.
+    pretrainedModel, taskModel: model folders. finetuneMode: full | probe | mlp (docs/CLI.md).
+    device: where the backend computes.
     """
 
     projectDir: Path
@@ -80,6 +81,7 @@ class DiffusionSegParameterNode:
     pretrainedModel: Path
     annotationNode: Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]
     finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = 1000
+    finetuneMode: Annotated[str, Choice(["full", "probe", "mlp"])] = "full"
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
 
@@ -424,7 +426,8 @@ class DiffusionSegLogic(ScriptedLoadableModuleLogic, CoreLogic):
         if pretrained is None and not slicer.util.confirmYesNoDisplay(
                 _("No pretrained model is chosen. Fine-tune from random initialisation?")):
             return None
-        return self.startFinetune(self.requireProject(), pretrained, p.finetuneIterations, p.device)
+        return self.startFinetune(self.requireProject(), pretrained, p.finetuneIterations, p.device,
+                                  mode=p.finetuneMode)
 
     def startPredictFromParameters(self, currentOnly: bool):
         p = self.getParameterNode()

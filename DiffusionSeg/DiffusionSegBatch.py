@@ -3,7 +3,7 @@
     Slicer --no-main-window --python-script DiffusionSegBatch.py -- --project DIR
         [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
         [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...]
-        [--pretrain-iterations N] [--finetune-iterations N] [--pretrained DIR] [--model DIR]
+        [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--pretrained DIR] [--model DIR]
         [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
 
 Steps run in that order, through the same Logic as the module panel (the background
@@ -38,6 +38,8 @@ def parse_args(argv):
     parser.add_argument("--pretrain-iterations", type=int, default=2000)
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--finetune-iterations", type=int, default=1000)
+    parser.add_argument("--mode", choices=["full", "probe", "mlp"], default="full",
+                        help="full: fine-tune the whole U-Net; probe/mlp: frozen pretrained U-Net and a trained head")
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
     parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
     parser.add_argument("--predict", nargs="+", metavar="CASE", help="'unlabeled', 'all', or case names")
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
                 found = projectfiles.list_models(project, ["pretrained"])
                 pretrained = found[0] if found else None
             model = run_step(logic, "finetune", lambda: logic.startFinetune(
-                project, pretrained, args.finetune_iterations, args.device, **network)).out
+                project, pretrained, args.finetune_iterations, args.device, mode=args.mode, **network)).out
         if args.predict:
             if model is None:
                 found = projectfiles.list_models(project, [project.task])

@@ -214,10 +214,11 @@ class CoreLogic:
     @staticmethod
     def finetuneArgs(project, pretrained: Path | None, out: Path, iterations: int, device: str = "auto",
                      preset: str | None = None, image_size: Sequence[int] | None = None,
-                     batch_size: int | None = None) -> list[str]:
+                     batch_size: int | None = None, mode: str = "full") -> list[str]:
         """``preset`` and ``image_size`` apply to random initialisation only (a pretrained
-        model brings its own network and preprocessing)."""
-        args = ["finetune", "--task", project.task]
+        model brings its own network and preprocessing). ``mode``: full (fine-tune the whole
+        U-Net), probe or mlp (frozen pretrained U-Net, a trained head); see docs/CLI.md."""
+        args = ["finetune", "--task", project.task] + (["--mode", mode] if mode != "full" else [])
         if pretrained:
             args += ["--pretrained", str(pretrained)]
         else:
@@ -255,7 +256,7 @@ class CoreLogic:
 
     def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto",
                       preset: str | None = None, image_size: Sequence[int] | None = None,
-                      batch_size: int | None = None) -> Path:
+                      batch_size: int | None = None, mode: str = "full") -> Path:
         """Fine-tune on the labeled cases; returns the task model folder it writes.
 
         ``pretrained`` None trains from random initialisation (then preset and image_size apply).
@@ -265,10 +266,13 @@ class CoreLogic:
         if pretrained is not None and not projectfiles.is_model(pretrained, ["pretrained"]):
             raise ValueError(_("{path} is not a pretrained DiffusionSeg model (no config.json of kind "
                                "'pretrained'). Pretrain first or choose another folder.").format(path=pretrained))
+        if mode != "full" and pretrained is None:
+            raise ValueError(_("The {mode} mode reads the features of a frozen pretrained model. Pretrain "
+                               "first, or choose the full mode.").format(mode=mode))
         out = projectfiles.new_folder(project.models_dir, project.task)
         self._start(RunRecord("finetune", Path(project.folder), out),
                     self.finetuneArgs(project, pretrained, out, iterations, device, preset=preset,
-                                      image_size=image_size, batch_size=batch_size))
+                                      image_size=image_size, batch_size=batch_size, mode=mode))
         return out
 
     def startPredict(self, project, model: Path, cases: Sequence[str] | None = None, device: str = "auto",

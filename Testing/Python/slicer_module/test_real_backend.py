@@ -101,6 +101,8 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_cli(slicer_cor
     assert (a.task, a.pretrained, a.init, a.labels, a.classes, a.out, a.iterations, a.batch_size) == (
         "segmentation", tmp_path / "pre", "pretrained", seg.labels_dir, ["liver", "spleen"], tmp_path / "t", 5, 3)
     assert a.spacing is None  # the pretrained model brings its own preprocessing
+    assert a.mode == "full"
+    assert parse(CoreLogic.finetuneArgs(seg, tmp_path / "pre", tmp_path / "t", 5, mode="probe")).mode == "probe"
     a = parse(CoreLogic.finetuneArgs(lm, None, tmp_path / "t", 5, preset="tiny", image_size=(32, 32)))
     assert (a.task, a.init, a.pretrained, a.landmarks, a.landmark_names) == (
         "landmarks", "random", None, lm.labels_dir, ["sella", "nasion"])
