@@ -70,10 +70,30 @@ def isbi(folder: Path) -> str:
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
 
+def jsrt_sweep(folder: Path) -> str:
+    """Validation mIoU (held-out training cases) per method and (learning rate, timestep)."""
+    records, invocations = gather(folder)
+    settings = sorted({(r["learning_rate"], r["timestep"]) for r in records})
+    methods = sorted({r["method"] for r in records})
+    lines = ["| method | " + " | ".join(f"lr {lr:g}, t {t}" for lr, t in settings) + " | best |",
+             "|---|" + "---|" * (len(settings) + 1)]
+    for m in methods:
+        cells, best = [], None
+        for lr, t in settings:
+            v = [100 * r["mIoU"] for r in records if r["method"] == m and (r["learning_rate"], r["timestep"]) == (lr, t)]
+            cells.append(f"{v[0]:.1f}" if v else "-")
+            if v and (best is None or v[0] > best[0]):
+                best = (v[0], lr, t)
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | lr {best[1]:g}, t {best[2]} |")
+    head = ("## Validation mIoU (%), N = 5 (seed 0), scored on 25 cases held out of the JSRT training half\n\n"
+            "The test half is never used here; the best setting per method is what the test grid should use.")
+    return "\n\n".join([head, "\n".join(lines), "## Runs", commands(invocations)]) + "\n"
+
+
 def main() -> None:
     name = sys.argv[1]
     folder = RESULTS / name
-    text = {"hippocampus": hippocampus, "isbi": isbi}[name](folder)
+    text = {"hippocampus": hippocampus, "isbi": isbi, "jsrt_sweep": jsrt_sweep}[name](folder)
     (folder / "summary.md").write_text(text)
     print(text)
 
