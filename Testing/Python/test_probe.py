@@ -54,6 +54,16 @@ def labels_of(dataset: Path, dst: Path, cases: list[str]) -> Path:
     return dst
 
 
+def held_out_scores(dataset: Path, model: Path, tmp_path: Path) -> dict:
+    """Predict the held-out phantoms case_005..009 and score them against their labels."""
+    test = tmp_path / "test"
+    test.mkdir()
+    for i in range(5, 10):
+        (test / f"case_{i:03d}.nrrd").symlink_to(dataset / "images" / f"case_{i:03d}.nrrd")
+    predict(PredictOptions(model=model, images=test, out=tmp_path / "pred", device="cpu", progress="none"))
+    return evaluate_segmentations(tmp_path / "pred", dataset / "labels", CLASSES)["summary"]
+
+
 @pytest.mark.parametrize("dims,shape", [(2, (32, 32)), (3, (16, 32, 24))])
 def test_feature_shapes(dims, shape):
     """F = timesteps x (sum of the decoder blocks' channels), every block upsampled to the input size."""
@@ -99,12 +109,7 @@ def test_probe_trains_head_only_and_predicts_deterministically(dataset, pretrain
     for name, value in before.items():
         assert torch.equal(after[f"features.unet.{name}"], value), name
 
-    test = tmp_path / "test"
-    test.mkdir()
-    for i in range(5, 10):
-        (test / f"case_{i:03d}.nrrd").symlink_to(dataset / "images" / f"case_{i:03d}.nrrd")
-    predict(PredictOptions(model=model, images=test, out=tmp_path / "pred", device="cpu", progress="none"))
-    summary = evaluate_segmentations(tmp_path / "pred", dataset / "labels", CLASSES)["summary"]
+    summary = held_out_scores(dataset, model, tmp_path)
     assert summary["mean_dice"] > 0.5, summary  # chance for these small organs is well under 0.2
 
     loaded = load_task_model(model, "cpu")
@@ -118,12 +123,7 @@ def test_mlp_mode_learns(dataset, pretrained, tmp_path):
     finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels, out=model,
                              pretrained=pretrained, classes=CLASSES, mode="mlp", mlp_members=2, iterations=60,
                              batch_size=5, learning_rate=3e-3, checkpoint_every=60, device="cpu", progress="none"))
-    test = tmp_path / "test"
-    test.mkdir()
-    for i in range(5, 10):
-        (test / f"case_{i:03d}.nrrd").symlink_to(dataset / "images" / f"case_{i:03d}.nrrd")
-    predict(PredictOptions(model=model, images=test, out=tmp_path / "pred", device="cpu", progress="none"))
-    summary = evaluate_segmentations(tmp_path / "pred", dataset / "labels", CLASSES)["summary"]
+    summary = held_out_scores(dataset, model, tmp_path)
     assert summary["mean_dice"] > 0.4, summary
 
 
