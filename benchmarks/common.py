@@ -27,6 +27,13 @@ def draw_cases(pool: list[str], n: int, seed: int) -> list[str]:
     return sorted(np.random.default_rng(1000 + seed).choice(pool, size=min(n, len(pool)), replace=False))
 
 
+def split(cases: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
+    """The fixed split: a seeded half/half permutation of the sorted case list (train, test)."""
+    order = np.random.default_rng(seed).permutation(len(cases))
+    half = len(cases) // 2
+    return sorted(cases[i] for i in order[:half]), sorted(cases[i] for i in order[half:])
+
+
 def open_report(json_path: Path, args) -> dict:
     """The results so far (a re-run continues where an interrupted one stopped), with the command and machine."""
     report = json.loads(json_path.read_text()) if json_path.exists() else {"records": []}

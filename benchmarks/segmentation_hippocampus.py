@@ -25,24 +25,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table  # noqa: E402
+from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, split, table  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
 
 CLASSES = ["anterior", "posterior"]
-
-
-def split(cases: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
-    """The fixed split: a seeded half/half permutation of the sorted case list (train, test)."""
-    order = np.random.default_rng(seed).permutation(len(cases))
-    half = len(cases) // 2
-    return sorted(cases[i] for i in order[:half]), sorted(cases[i] for i in order[half:])
 
 
 def method_options(args, method: str) -> dict:

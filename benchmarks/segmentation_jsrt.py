@@ -24,19 +24,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table
+from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, split, table
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.run import PredictOptions, predict
 
 CLASSES = ["right_lung", "left_lung", "heart"]
-
-
-def split(cases: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
-    """The fixed split: a seeded half/half permutation of the sorted case list (train, test)."""
-    order = np.random.default_rng(seed).permutation(len(cases))
-    half = len(cases) // 2
-    return sorted(cases[i] for i in order[:half]), sorted(cases[i] for i in order[half:])
 
 
 def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: Path, work: Path) -> dict:

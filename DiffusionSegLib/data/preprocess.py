@@ -55,10 +55,6 @@ class Preprocessing:
             return resample_to_spacing(image, self.spacing, interpolator=interpolator)
         return image
 
-    def image_array(self, image: sitk.Image) -> np.ndarray:
-        """Resampled and normalised pixels, float32 ``(H, W)`` or ``(D, H, W)`` in [-1, 1]."""
-        return self.normalise(self.resample(image))
-
     def normalise(self, grid: sitk.Image) -> np.ndarray:
         """Normalised pixels of an image already on the network grid (see :meth:`resample`);
         callers that also need the grid's geometry resample once and call this."""
