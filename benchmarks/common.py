@@ -34,6 +34,15 @@ def split(cases: list[str], seed: int = 0) -> tuple[list[str], list[str]]:
     return sorted(cases[i] for i in order[:half]), sorted(cases[i] for i in order[half:])
 
 
+def hold_out(train: list[str], k: int, seed: int = 7) -> tuple[list[str], list[str]]:
+    """Tuning split of the TRAINING cases only: (cases to draw few-shot sets from, K validation cases).
+
+    Learning rates and timesteps are chosen on these K cases, so the test half is never seen.
+    """
+    held = set(np.random.default_rng(seed).choice(train, size=k, replace=False))
+    return [c for c in train if c not in held], sorted(held)
+
+
 def open_report(json_path: Path, args) -> dict:
     """The results so far (a re-run continues where an interrupted one stopped), with the command and machine."""
     report = json.loads(json_path.read_text()) if json_path.exists() else {"records": []}

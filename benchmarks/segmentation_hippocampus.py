@@ -14,7 +14,7 @@ Split: a seeded half/half permutation of the 260 sorted case names (seed 0), fix
 every method and N; few-shot cases are drawn from the training half only. Scores are
 Dice per structure (anterior, posterior) on the test half (or its first --test-limit cases).
 
-    python benchmarks/segmentation_hippocampus.py --pretrained MODEL_DIR --out benchmarks/results/segmentation_hippocampus
+    python benchmarks/segmentation_hippocampus.py --pretrained MODEL_DIR --out benchmarks/results/hippocampus/run
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, split, table  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    apply_quick, draw_cases, hold_out, link_subset, open_report, plot, run_grid, split, table)
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
@@ -74,7 +75,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
               "per_class": s["classes"], **{f"dice_{c}": s["classes"][c]["dice"] for c in CLASSES},
               "finetune_seconds": round(train_s, 1), "predict_seconds_per_volume": round(predict_s, 3),
               "final_loss": summary["final_loss"], "test_cases": s["n_cases"],
-              "learning_rate": options["learning_rate"]}
+              "learning_rate": options["learning_rate"], "scored_on": "validation" if args.validate else "test"}
     shutil.rmtree(run, ignore_errors=True)
     return record
 
@@ -99,6 +100,9 @@ def main() -> None:
     p.add_argument("--patch-size", type=int, nargs=3, default=[40, 56, 40],
                    help="fine-tuning patch (x y z): nearly a whole volume, as nnU-Net plans for this task")
     p.add_argument("--test-limit", type=int, default=40, help="score the first K test cases (0: all 130)")
+    p.add_argument("--validate", type=int, metavar="K",
+                   help="tuning mode: score on K cases held out of the TRAINING half (never the test half) "
+                        "and draw the few-shot cases from the rest")
     p.add_argument("--device", default="auto")
     p.add_argument("--quick", action="store_true",
                    help="N = 2 and 10, one seed, 60 iterations, 12 test volumes: under 10 minutes on 2 CPU cores")
@@ -113,8 +117,11 @@ def main() -> None:
                 sys.exit(f"error: method '{method}' needs --{attr.replace('_', '-')} MODEL_DIR.")
     cases = sorted(p.name[: -len(".nii.gz")] for p in (args.data / "labelsTr").glob("*.nii.gz"))
     train, test = split(cases)
+    if args.validate:  # learning rates are chosen here, on training cases only
+        train, test = hold_out(train, args.validate)
     test = test[: args.test_limit] if args.test_limit else test
-    test_images = link_subset(test, args.data / "imagesTr", args.work / f"test-images-{len(test)}", ".nii.gz")
+    name = f"validation-{len(test)}" if args.validate else f"test-images-{len(test)}"
+    test_images = link_subset(test, args.data / "imagesTr", args.work / name, ".nii.gz")
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), "test": len(test)}

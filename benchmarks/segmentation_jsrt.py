@@ -19,15 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, split, table
-from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations
-from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
-from DiffusionSegLib.predict.run import PredictOptions, predict
+from benchmarks.common import (  # noqa: E402
+    apply_quick, draw_cases, hold_out, link_subset, open_report, plot, run_grid, split, table)
+from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
+from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
+from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 
@@ -90,8 +89,7 @@ def main() -> None:
     cases = sorted(p.stem for p in (args.data / "images").glob("*.png"))
     train, test = split(cases)
     if args.validate:  # learning rate and timestep are chosen here, on training cases only
-        held_out = set(np.random.default_rng(7).choice(train, size=args.validate, replace=False))
-        train, test = [c for c in train if c not in held_out], sorted(held_out)
+        train, test = hold_out(train, args.validate)
     test = test[: args.test_limit] if args.test_limit else test
     name = f"validation-{len(test)}" if args.validate else f"test-images-{len(test)}"
     test_images = link_subset(test, args.data / "images", args.work / name, ".png")
