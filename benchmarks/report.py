@@ -5,6 +5,8 @@ gathers every record of a results folder and writes ``summary.md`` and ``summary
 
     python benchmarks/report.py hippocampus   # benchmarks/results/hippocampus/*.json
     python benchmarks/report.py isbi
+    python benchmarks/report.py jsrt          # grid_*: JSRT-pretrained; jsrtisbi_*: pretrained on JSRT + ISBI
+    python benchmarks/report.py jsrt_sweep hippocampus_validation   # learning-rate sweeps on training cases
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ from benchmarks.common import plot, table  # noqa: E402
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def gather(folder: Path) -> tuple[list[dict], list[dict]]:
-    """(every record, every invocation with its file) from the folder's benchmark JSON files."""
+def gather(folder: Path, rename: dict[str, str] | None = None) -> tuple[list[dict], list[dict]]:
+    """(every record, every invocation with its file) from the folder's benchmark JSON files.
+
+    ``rename``: file-name prefix -> suffix added to the method names of that file's records
+    (two pretrainings both run as method "ddpm" stay apart in the tables).
+    """
     records, invocations = [], []
     for path in sorted(folder.glob("*.json")):
         data = json.loads(path.read_text())
         if "records" not in data:
             continue
-        records += data["records"]
+        suffix = next((v for k, v in (rename or {}).items() if path.name.startswith(k)), "")
+        records += [{**r, "method": r["method"] + suffix} for r in data["records"]]
         invocations += [{"file": path.name, **inv} for inv in data.get("invocations", [])]
     return records, invocations
 
@@ -50,10 +57,11 @@ def hippocampus(folder: Path) -> str:
     if len(ablation) > 1:
         text += ["## Probing timestep ablation (N = 5, seed 0; 'probe' = t 10, 30, 60 together)",
                  table(ablation, "mean_dice", "mean Dice", digits=3)]
-    coords = [r for r in records if r["n"] == 5 and r["seed"] == 0 and r["method"].split("-")[0] in ("random", "ddpm")
-              and (r["method"] in ("random", "ddpm") or "coords" in r["method"])]
+    coords = [r for r in records if r["n"] == 5 and r["method"] in
+              ("random", "ddpm", "probe", "random-coords", "ddpm-coords", "probe-coords")]
     if any("coords" in r["method"] for r in coords):
-        text += ["## Coordinate conditioning (N = 5, seed 0)", table(coords, "mean_dice", "mean Dice", digits=3)]
+        text += ["## Coordinate conditioning (N = 5; mean ± sd over the seeds run)",
+                 table(coords, "mean_dice", "mean Dice", digits=3)]
     plot(main, "mean_dice", "test mean Dice", "MSD hippocampus (MRI), 3D", folder / "summary.png")
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
@@ -70,32 +78,48 @@ def isbi(folder: Path) -> str:
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
 
-def jsrt_sweep(folder: Path) -> str:
-    """Validation mIoU (held-out training cases) per method and (learning rate, timestep)."""
+def jsrt(folder: Path) -> str:
+    """The JSRT test grid: JSRT-pretrained methods and the DDPM pretraining on JSRT + ISBI."""
+    records, invocations = gather(folder, rename={"jsrtisbi": " (JSRT+ISBI)"})
+    text = ["## Test mIoU (%), right lung, left lung, heart; mean ± sd over seeds (runs)",
+            table(records, "mIoU", "mIoU %", scale=100),
+            "## Test mean Dice (%)", table(records, "mean_dice", "mean Dice %", scale=100)]
+    plot(records, "mIoU", "test mIoU (%)", "JSRT: lungs and heart (64x64)", folder / "summary.png", scale=100)
+    return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
+
+
+def sweep(folder: Path, metric: str, label: str, scale: float) -> str:
+    """Validation score (cases held out of the training half) per method and (learning rate, timestep)."""
     records, invocations = gather(folder)
-    settings = sorted({(r["learning_rate"], r["timestep"]) for r in records})
+    key = lambda r: (r["learning_rate"], r.get("timestep", 0))  # noqa: E731
+    settings = sorted({key(r) for r in records})
     methods = sorted({r["method"] for r in records})
     lines = ["| method | " + " | ".join(f"lr {lr:g}, t {t}" for lr, t in settings) + " | best |",
              "|---|" + "---|" * (len(settings) + 1)]
     for m in methods:
         cells, best = [], None
-        for lr, t in settings:
-            v = [100 * r["mIoU"] for r in records if r["method"] == m and (r["learning_rate"], r["timestep"]) == (lr, t)]
-            cells.append(f"{v[0]:.1f}" if v else "-")
+        for setting in settings:
+            v = [scale * r[metric] for r in records if r["method"] == m and key(r) == setting]
+            cells.append(f"{v[0]:.{1 if scale == 100 else 3}f}" if v else "-")
             if v and (best is None or v[0] > best[0]):
-                best = (v[0], lr, t)
+                best = (v[0], *setting)
         lines.append(f"| {m} | " + " | ".join(cells) + f" | lr {best[1]:g}, t {best[2]} |")
-    head = ("## Validation mIoU (%), N = 5 (seed 0), scored on 25 cases held out of the JSRT training half\n\n"
-            "The test half is never used here; the best setting per method is what the test grid should use.")
+    held = {r["test_cases"] for r in records}
+    head = (f"## Validation {label}, N = 5 (seed 0), scored on {'/'.join(map(str, sorted(held)))} cases held out "
+            "of the training half\n\nThe test half is never used here; the best setting per method is what the "
+            "test grid should use.")
     return "\n\n".join([head, "\n".join(lines), "## Runs", commands(invocations)]) + "\n"
 
 
 def main() -> None:
-    name = sys.argv[1]
-    folder = RESULTS / name
-    text = {"hippocampus": hippocampus, "isbi": isbi, "jsrt_sweep": jsrt_sweep}[name](folder)
-    (folder / "summary.md").write_text(text)
-    print(text)
+    reports = {"hippocampus": hippocampus, "isbi": isbi, "jsrt": jsrt,
+               "jsrt_sweep": lambda f: sweep(f, "mIoU", "mIoU (%)", 100),
+               "hippocampus_validation": lambda f: sweep(f, "mean_dice", "mean Dice", 1)}
+    for name in sys.argv[1:]:
+        folder = RESULTS / name
+        text = reports[name](folder)
+        (folder / "summary.md").write_text(text)
+        print(text)
 
 
 if __name__ == "__main__":
