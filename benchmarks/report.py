@@ -89,12 +89,13 @@ def jsrt(folder: Path) -> str:
 
 
 def sweep(folder: Path, metric: str, label: str, scale: float) -> str:
-    """Validation score (cases held out of the training half) per method and (learning rate, timestep)."""
+    """Validation score (cases held out of the training half) per method and (learning rate, timestep, steps)."""
     records, invocations = gather(folder)
-    key = lambda r: (r["learning_rate"], r.get("timestep", 0))  # noqa: E731
+    key = lambda r: (r["learning_rate"], r.get("timestep", 0), r.get("iterations", 0))  # noqa: E731
     settings = sorted({key(r) for r in records})
     methods = sorted({r["method"] for r in records})
-    lines = ["| method | " + " | ".join(f"lr {lr:g}, t {t}" for lr, t in settings) + " | best |",
+    name = lambda lr, t, it: f"lr {lr:g}, t {t}" + (f", {it} steps" if it else "")  # noqa: E731
+    lines = ["| method | " + " | ".join(name(*s) for s in settings) + " | best |",
              "|---|" + "---|" * (len(settings) + 1)]
     for m in methods:
         cells, best = [], None
@@ -103,7 +104,7 @@ def sweep(folder: Path, metric: str, label: str, scale: float) -> str:
             cells.append(f"{v[0]:.{1 if scale == 100 else 3}f}" if v else "-")
             if v and (best is None or v[0] > best[0]):
                 best = (v[0], *setting)
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | lr {best[1]:g}, t {best[2]} |")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {name(*best[1:])} |")
     held = {r["test_cases"] for r in records}
     head = (f"## Validation {label}, N = 5 (seed 0), scored on {'/'.join(map(str, sorted(held)))} cases held out "
             "of the training half\n\nThe test half is never used here; the best setting per method is what the "

@@ -75,7 +75,8 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
               "per_class": s["classes"], **{f"dice_{c}": s["classes"][c]["dice"] for c in CLASSES},
               "finetune_seconds": round(train_s, 1), "predict_seconds_per_volume": round(predict_s, 3),
               "final_loss": summary["final_loss"], "test_cases": s["n_cases"],
-              "learning_rate": options["learning_rate"], "scored_on": "validation" if args.validate else "test"}
+              "learning_rate": options["learning_rate"], "iterations": args.iterations,
+              "scored_on": "validation" if args.validate else "test"}
     shutil.rmtree(run, ignore_errors=True)
     return record
 
