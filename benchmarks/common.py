@@ -43,6 +43,20 @@ def hold_out(train: list[str], k: int, seed: int = 7) -> tuple[list[str], list[s
     return [c for c in train if c not in held], sorted(held)
 
 
+def scored_split(cases: list[str], args, src: Path, suffix: str) -> tuple[list[str], list[str], Path]:
+    """(training pool, scored cases, folder of links to the scored images) for a benchmark run.
+
+    The test half of the fixed split, or with ``args.validate`` K cases held out of the
+    training half; ``args.test_limit`` keeps the first cases only.
+    """
+    train, test = split(cases)
+    if args.validate:  # learning rates and timesteps are chosen here, on training cases only
+        train, test = hold_out(train, args.validate)
+    test = test[: args.test_limit] if args.test_limit else test
+    name = f"validation-{len(test)}" if args.validate else f"test-images-{len(test)}"
+    return train, test, link_subset(test, src, args.work / name, suffix)
+
+
 def open_report(json_path: Path, args) -> dict:
     """The results so far (a re-run continues where an interrupted one stopped), with the command and machine."""
     report = json.loads(json_path.read_text()) if json_path.exists() else {"records": []}

@@ -88,7 +88,7 @@ def jsrt(folder: Path) -> str:
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
 
-def sweep(folder: Path, metric: str, label: str, scale: float) -> str:
+def sweep(folder: Path, metric: str, label: str, scale: float, digits: int) -> str:
     """Validation score (cases held out of the training half) per method and (learning rate, timestep, steps)."""
     records, invocations = gather(folder)
     key = lambda r: (r["learning_rate"], r.get("timestep", 0), r.get("iterations", 0))  # noqa: E731
@@ -101,7 +101,7 @@ def sweep(folder: Path, metric: str, label: str, scale: float) -> str:
         cells, best = [], None
         for setting in settings:
             v = [scale * r[metric] for r in records if r["method"] == m and key(r) == setting]
-            cells.append(f"{v[0]:.{1 if scale == 100 else 3}f}" if v else "-")
+            cells.append(f"{v[0]:.{digits}f}" if v else "-")
             if v and (best is None or v[0] > best[0]):
                 best = (v[0], *setting)
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {name(*best[1:])} |")
@@ -114,8 +114,8 @@ def sweep(folder: Path, metric: str, label: str, scale: float) -> str:
 
 def main() -> None:
     reports = {"hippocampus": hippocampus, "isbi": isbi, "jsrt": jsrt,
-               "jsrt_sweep": lambda f: sweep(f, "mIoU", "mIoU (%)", 100),
-               "hippocampus_validation": lambda f: sweep(f, "mean_dice", "mean Dice", 1)}
+               "jsrt_sweep": lambda f: sweep(f, "mIoU", "mIoU (%)", 100, 1),
+               "hippocampus_validation": lambda f: sweep(f, "mean_dice", "mean Dice", 1, 3)}
     for name in sys.argv[1:]:
         folder = RESULTS / name
         text = reports[name](folder)

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    apply_quick, draw_cases, hold_out, link_subset, open_report, plot, run_grid, split, table)
+    apply_quick, draw_cases, link_subset, open_report, plot, run_grid, scored_split, table)
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
@@ -117,12 +117,7 @@ def main() -> None:
             if key in method and not method.startswith("random") and getattr(args, attr) is None:
                 sys.exit(f"error: method '{method}' needs --{attr.replace('_', '-')} MODEL_DIR.")
     cases = sorted(p.name[: -len(".nii.gz")] for p in (args.data / "labelsTr").glob("*.nii.gz"))
-    train, test = split(cases)
-    if args.validate:  # learning rates are chosen here, on training cases only
-        train, test = hold_out(train, args.validate)
-    test = test[: args.test_limit] if args.test_limit else test
-    name = f"validation-{len(test)}" if args.validate else f"test-images-{len(test)}"
-    test_images = link_subset(test, args.data / "imagesTr", args.work / name, ".nii.gz")
+    train, test, test_images = scored_split(cases, args, args.data / "imagesTr", ".nii.gz")
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), "test": len(test)}
