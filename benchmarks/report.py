@@ -3,7 +3,8 @@
 Each benchmark invocation writes its own JSON (two processes never share a file); this
 gathers every record of a results folder and writes ``summary.md`` and ``summary.png``.
 
-    python benchmarks/report.py hippocampus   # benchmarks/results/hippocampus/*.json
+    python benchmarks/report.py hippocampus   # benchmarks/results/hippocampus/*.json (80 fine-tuning steps)
+    python benchmarks/report.py hippocampus_160   # the 3D grid at 160 steps, the budget chosen on validation
     python benchmarks/report.py isbi
     python benchmarks/report.py jsrt          # grid_*: JSRT-pretrained; jsrtisbi_*: pretrained on JSRT + ISBI
     python benchmarks/report.py jsrt_sweep hippocampus_validation   # learning-rate sweeps on training cases
@@ -45,8 +46,9 @@ def commands(invocations: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def hippocampus(folder: Path) -> str:
-    records, invocations = gather(folder)
+def hippocampus(folder: Path, title: str = "MSD hippocampus (MRI), 3D, 80 steps") -> str:
+    # mlp_lr1e-2_*: the MLP ensemble at the head learning rate chosen on validation (probe_s0 holds it at 1e-3)
+    records, invocations = gather(folder, rename={"mlp_lr1e-2": " (lr 1e-2)"})
     main = [r for r in records if not r["method"].startswith("probe-t") and "coords" not in r["method"]]
     text = ["## Mean Dice (anterior and posterior hippocampus), mean ± sd over seeds (runs)",
             table(main, "mean_dice", "mean Dice", digits=3),
@@ -62,7 +64,7 @@ def hippocampus(folder: Path) -> str:
     if any("coords" in r["method"] for r in coords):
         text += ["## Coordinate conditioning (N = 5; mean ± sd over the seeds run)",
                  table(coords, "mean_dice", "mean Dice", digits=3)]
-    plot(main, "mean_dice", "test mean Dice", "MSD hippocampus (MRI), 3D", folder / "summary.png")
+    plot(main, "mean_dice", "test mean Dice", title, folder / "summary.png")
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
 
@@ -114,6 +116,7 @@ def sweep(folder: Path, metric: str, label: str, scale: float, digits: int) -> s
 
 def main() -> None:
     reports = {"hippocampus": hippocampus, "isbi": isbi, "jsrt": jsrt,
+               "hippocampus_160": lambda f: hippocampus(f, "MSD hippocampus (MRI), 3D, 160 steps"),
                "jsrt_sweep": lambda f: sweep(f, "mIoU", "mIoU (%)", 100, 1),
                "hippocampus_validation": lambda f: sweep(f, "mean_dice", "mean Dice", 1, 3)}
     for name in sys.argv[1:]:
