@@ -47,15 +47,16 @@ def commands(invocations: list[dict]) -> str:
 
 
 def hippocampus(folder: Path, title: str = "MSD hippocampus (MRI), 3D, 80 steps") -> str:
-    # mlp_lr1e-2_*: the MLP ensemble at the head learning rate chosen on validation (probe_s0 holds it at 1e-3)
-    records, invocations = gather(folder, rename={"mlp_lr1e-2": " (lr 1e-2)"})
+    # mlp_lr1e-2_*: the MLP ensemble at the head learning rate chosen on validation (probe_s0 holds it at 1e-3);
+    # pre1200_*: the same methods from a 3x longer DDPM pretraining (1200 instead of 400 iterations)
+    records, invocations = gather(folder, rename={"mlp_lr1e-2": " (lr 1e-2)", "pre1200": " (1200 it)"})
     main = [r for r in records if not r["method"].startswith("probe-t") and "coords" not in r["method"]]
     text = ["## Mean Dice (anterior and posterior hippocampus), mean ± sd over seeds (runs)",
             table(main, "mean_dice", "mean Dice", digits=3),
             "## Anterior", table(main, "dice_anterior", "anterior", digits=3),
             "## Posterior", table(main, "dice_posterior", "posterior", digits=3)]
-    ablation = [r for r in records if r["method"].startswith("probe") and r["n"] == 5 and r["seed"] == 0
-                and "coords" not in r["method"]]
+    ablation = [r for r in records if (r["method"] == "probe" or r["method"].startswith("probe-t"))
+                and r["n"] == 5 and r["seed"] == 0]
     if len(ablation) > 1:
         text += ["## Probing timestep ablation (N = 5, seed 0; 'probe' = t 10, 30, 60 together)",
                  table(ablation, "mean_dice", "mean Dice", digits=3)]
