@@ -1,4 +1,4 @@
-"""DiffusionSegBatch.py: the whole pipeline without the GUI, through the core Logic."""
+"""Scripts/DiffusionSegBatch.py: the whole pipeline without the GUI, through the core Logic."""
 
 import sys
 from pathlib import Path
@@ -14,7 +14,7 @@ def batch(slicer_core, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     monkeypatch.setenv("DIFFUSIONSEG_BACKEND_DIR", str(HERE))
     monkeypatch.delenv("FAKE_DIFFUSIONSEG_FAIL", raising=False)
-    sys.path.insert(0, str(REPO / "DiffusionSeg"))
+    sys.path.insert(0, str(REPO / "DiffusionSeg" / "Scripts"))
     import DiffusionSegBatch
 
     return DiffusionSegBatch
@@ -85,3 +85,43 @@ def test_batch_passes_network_options(batch, tmp_path, capsys, monkeypatch):
     joined = " ".join(args)
     assert "--preset small" in joined and "--image-size 16 16 8" in joined and "--batch-size 2" in joined
     assert "--device cpu" in joined
+
+
+def installed_layout(root):
+    """The files as the extension installs them: qt-scripted-modules/ holds DiffusionSeg.py,
+    DiffusionSegModuleLib/, the backend DiffusionSegLib/ and Scripts/DiffusionSegBatch.py."""
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__")
+    modules = root / "qt-scripted-modules"
+    modules.mkdir(parents=True)
+    shutil.copyfile(REPO / "DiffusionSeg" / "DiffusionSeg.py", modules / "DiffusionSeg.py")
+    shutil.copytree(REPO / "DiffusionSeg" / "DiffusionSegModuleLib", modules / "DiffusionSegModuleLib", ignore=ignore)
+    shutil.copytree(REPO / "DiffusionSeg" / "Scripts", modules / "Scripts", ignore=ignore)
+    shutil.copytree(REPO / "DiffusionSegLib", modules / "DiffusionSegLib", ignore=ignore)
+    return modules / "Scripts" / "DiffusionSegBatch.py"
+
+
+@pytest.mark.parametrize("layout", ["source", "installed"])
+def test_batch_script_finds_its_libraries(slicer_core, tmp_path, layout):
+    """Run as a script (as Slicer --python-script does) with no PYTHONPATH help: it must find
+    DiffusionSegModuleLib and DiffusionSegLib from its own location in both layouts."""
+    import os
+    import subprocess
+
+    script = REPO / "DiffusionSeg" / "Scripts" / "DiffusionSegBatch.py"
+    if layout == "installed":
+        script = installed_layout(tmp_path / "install")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DIFFUSIONSEG_BACKEND_DIR")}
+    result = subprocess.run([sys.executable, str(script), "--", "--project", str(tmp_path / "nothing")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "no project.json" in result.stderr
+    if layout == "installed":
+        # The installed copy, not the source tree, provides both libraries.
+        probe = (f"import runpy; runpy.run_path({str(script)!r}); import DiffusionSegLib, DiffusionSegModuleLib;"
+                 " print(DiffusionSegLib.__file__); print(DiffusionSegModuleLib.__file__)")
+        found = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=120)
+        lines = found.stdout.split()
+        assert len(lines) == 2 and all(str(tmp_path / "install") in line for line in lines), found.stderr

@@ -2,6 +2,7 @@
 the parameter node bindings, packaging files and the dependency list."""
 
 import ast
+import json
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -126,3 +127,81 @@ def test_qt_free_parts_never_import_qt(path):
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not imported & {"qt", "ctk", "torch", "monai"}, file.name
+
+
+def cmake_list(text, variable):
+    """The entries of ``set(VARIABLE a b c)`` in a CMakeLists.txt, ${MODULE_NAME} expanded."""
+    match = re.search(r"set\(\s*" + variable + r"\s+(.*?)\)", text, re.S)
+    assert match, f"no set({variable} ...)"
+    body = re.sub(r"#.*", "", match.group(1)).replace("${MODULE_NAME}", "DiffusionSeg")
+    return [quoted or bare for quoted, bare in re.findall(r'"([^"]*)"|(\S+)', body)]
+
+
+def test_only_the_module_is_a_top_level_script():
+    """Slicer loads every .py at the top of qt-scripted-modules as a module at start-up (and runs
+    its top-level code); helper scripts must be resources under a subfolder (Scripts/)."""
+    cmake = (MODULE / "CMakeLists.txt").read_text()
+    scripts = cmake_list(cmake, "MODULE_PYTHON_SCRIPTS")
+    resources = cmake_list(cmake, "MODULE_PYTHON_RESOURCES")
+    assert "DiffusionSeg.py" in scripts and "Scripts/DiffusionSegBatch.py" in resources
+    top_level = [s for s in scripts + resources if "/" not in s and s.endswith(".py") and s != "DiffusionSeg.py"]
+    assert not top_level, f"would be loaded as Slicer modules: {top_level}"
+    for entry in scripts:
+        assert (MODULE / entry).is_file() or (MODULE / f"{entry}.py").is_file(), entry
+    for entry in resources:
+        assert (MODULE / entry).is_file(), entry
+
+
+def extension_settings():
+    """set(EXTENSION_X "...") of the top-level CMakeLists.txt, as a dict."""
+    text = (REPO / "CMakeLists.txt").read_text()
+    return dict(re.findall(r'set\((EXTENSION_\w+)\s+"([^"]*)"\)', text))
+
+
+def test_extension_urls_name_files_of_this_repository():
+    """Every EXTENSION_*URL(S) that points into this repository (raw.githubusercontent.com/<org>/<repo>/
+    <branch>/<path>) names a file that exists here; the index shows broken images otherwise."""
+    settings = extension_settings()
+    homepage = settings["EXTENSION_HOMEPAGE"].rstrip("/")
+    org_repo = homepage.removeprefix("https://github.com/")
+    urls = [u for key, value in settings.items() if re.fullmatch(r"EXTENSION_\w*URLS?", key) for u in value.split()]
+    assert any("ICONURL" in k for k in settings) and any("SCREENSHOTURLS" in k for k in settings)
+    ours = [u for u in urls if u.startswith(f"https://raw.githubusercontent.com/{org_repo}/")]
+    assert len(ours) >= 2, urls  # the icon and at least one screenshot
+    for url in ours:
+        path = url.split("/", 6)[6]  # https: '' host org repo branch path
+        assert (REPO / path).is_file(), f"{url}: {path} does not exist in the repository"
+    icon = settings["EXTENSION_ICONURL"].split("/", 6)[6]
+    assert (REPO / icon).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_extension_metadata_is_complete():
+    settings = extension_settings()
+    assert settings["EXTENSION_CATEGORY"] == "Segmentation"
+    assert settings["EXTENSION_STATUS"] in ("Experimental", "Beta", "Production")
+    assert settings["EXTENSION_DEPENDS"] == "PyTorch"
+    top = (REPO / "CMakeLists.txt").read_text()
+    assert "5.8" in top and "5.12" in top, "the supported Slicer versions are stated"
+
+
+def test_extensions_index_entry():
+    """DiffusionSeg.json, the file submitted to Slicer/ExtensionsIndex (one per Slicer release
+    branch: 5.8, 5.12, main), in the catalog-entry schema v1.0.1 format the index uses: required
+    $schema, category, scm_url; no other keys than the schema's; types as the schema's."""
+    entry = json.loads((REPO / "DiffusionSeg.json").read_text())
+    types = {"$schema": str, "category": str, "scm_url": str, "scm_revision": str, "scm_type": str,
+             "build_dependencies": list, "build_subdirectory": str, "enabled": bool, "tier": int}
+    assert {"$schema", "category", "scm_url"} <= set(entry)
+    assert set(entry) <= set(types), set(entry) - set(types)
+    for key, value in entry.items():
+        assert isinstance(value, types[key]) and not (types[key] is int and isinstance(value, bool)), key
+    assert entry["$schema"] == ("https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/"
+                                "slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    assert all(isinstance(d, str) for d in entry["build_dependencies"])
+    assert 1 <= entry.get("tier", 1) <= 5 and entry.get("scm_type", "git") in ("git", "local")
+    # Consistent with the top-level CMakeLists.txt, as the index's review checklist asks.
+    settings = extension_settings()
+    assert entry["category"] == settings["EXTENSION_CATEGORY"] == "Segmentation"
+    assert entry["build_dependencies"] == settings["EXTENSION_DEPENDS"].split() == ["PyTorch"]
+    assert entry["scm_url"].removesuffix(".git") == settings["EXTENSION_HOMEPAGE"]
+    assert entry["build_subdirectory"] == "."

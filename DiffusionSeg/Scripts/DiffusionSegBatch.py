@@ -1,6 +1,6 @@
 """DiffusionSeg without the GUI: pretrain, fine-tune and predict on a project folder.
 
-    Slicer --no-main-window --python-script DiffusionSegBatch.py -- --project DIR
+    Slicer --no-main-window --python-script <module dir>/Scripts/DiffusionSegBatch.py -- --project DIR
         [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
         [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...]
         [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--pretrained DIR] [--model DIR]
@@ -10,6 +10,12 @@ Steps run in that order, through the same Logic as the module panel (the backgro
 ``diffusionseg`` process, its progress events, its files). Progress goes to stdout, one
 line per event. Exit code: 0 success, 2 a step failed (its message is printed), 130
 interrupted. Outside Slicer (plain Python with slicer-core) the Qt-free core Logic is used.
+
+The script lives in ``Scripts/`` below the module folder, both in the source tree
+(``DiffusionSeg/Scripts/``) and in an installed extension (``qt-scripted-modules/Scripts/``,
+a MODULE_PYTHON_RESOURCES entry), so that Slicer does not take it for a module at start-up.
+The module folder (``DiffusionSeg.py``, ``DiffusionSegModuleLib/``) is the parent of ``Scripts/``;
+``backend.ensure_importable`` finds ``DiffusionSegLib`` beside or above it.
 """
 
 import argparse
@@ -17,7 +23,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+MODULE_DIR = Path(__file__).resolve().parents[1]  # holds DiffusionSeg.py and DiffusionSegModuleLib/
+if str(MODULE_DIR) not in sys.path:
+    sys.path.insert(0, str(MODULE_DIR))
 
 from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 
@@ -62,7 +70,7 @@ def make_logic(backend_module):
     except ImportError:
         in_slicer = False
     if in_slicer and backend_module == "DiffusionSegLib":
-        import DiffusionSeg
+        import DiffusionSeg  # the module's DiffusionSeg.py, from MODULE_DIR (or already loaded by Slicer)
 
         return DiffusionSeg.DiffusionSegLogic()
     from DiffusionSegModuleLib.corelogic import CoreLogic
