@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from itertools import pairwise
 
 import torch
 from torch import nn
@@ -71,7 +70,7 @@ class BprNet(nn.Module):
         config.validate()
         self.config = config
         widths = [1, *config.channels]
-        self.features = nn.Sequential(*[_Block(a, b) for a, b in pairwise(widths)])
+        self.features = nn.Sequential(*[_Block(a, b) for a, b in zip(widths, widths[1:])])
         self.head = nn.Linear(widths[-1], 1)
 
     def forward(self, slices: torch.Tensor) -> torch.Tensor:
