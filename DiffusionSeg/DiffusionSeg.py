@@ -466,36 +466,57 @@ class DiffusionSegLogic(ScriptedLoadableModuleLogic, CoreLogic):
     def ensureDependencies(self, askConfirmation: bool = True, force: bool = False) -> bool:
         """Make sure the backend's packages are in Slicer's Python; True when they are.
 
-        torch through the PyTorch extension (the right CUDA build), the rest through
-        pip with Slicer's own numpy, SimpleITK, vtk and torch pinned.
+        torch through the PyTorch extension (the right CUDA build) in the range the backend
+        needs (dependencies.TORCH_REQUIREMENT; an older torch is offered an update), the rest
+        through pip with Slicer's own numpy, SimpleITK, vtk and torch pinned.
         """
         missing = dependencies.missing_requirements()
-        if dependencies.torch_installed() and not missing and not force:
+        torchProblem = dependencies.torch_problem()  # from package metadata: torch is not imported here
+        if torchProblem is None and not missing and not force:
             return True
-        if not dependencies.torch_installed():
+        changedWhileImported = []
+        if torchProblem is not None:
             try:
                 import PyTorchUtils
             except ModuleNotFoundError:
                 raise RuntimeError(_("DiffusionSeg needs the PyTorch extension. Install 'PyTorch' from the "
-                                     "Extensions Manager, restart Slicer, and try again."))
+                                     "Extensions Manager, restart Slicer, and try again.") + "\n" + torchProblem)
             torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled():
-                torch = torchLogic.installTorch(askConfirmation=askConfirmation)
-                if torch is None:
+            requirement = dependencies.torch_version_requirement()
+            if dependencies.torch_version() is not None:  # installed, but older than the backend needs
+                if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+                        torchProblem + "\n\n" + _("Update PyTorch now? This may take several minutes.")):
                     return False
+                wasImported = "torch" in sys.modules
+                torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=requirement)
+                changedWhileImported += ["torch"] if wasImported else []
+            elif torchLogic.installTorch(askConfirmation=askConfirmation, torchVersionRequirement=requirement) is None:
+                return False
+            torchProblem = dependencies.torch_problem()
+            if torchProblem is not None:  # e.g. no build in that range for this Python or GPU driver
+                raise RuntimeError(torchProblem)
         if missing:
             if askConfirmation and not slicer.util.confirmOkCancelDisplay(
                     _("DiffusionSeg needs these Python packages in Slicer: {packages}. Install them now? "
                       "This may take a few minutes.").format(packages=", ".join(missing))):
                 return False
-            self._pipInstall()
+            changedWhileImported += self._pipInstall()
+        if changedWhileImported and slicer.util.confirmYesNoDisplay(
+                _("Restart Slicer to use the updated packages ({packages})?").format(
+                    packages=", ".join(changedWhileImported))):
+            slicer.util.restart()
         return True
 
-    def _pipInstall(self) -> None:
+    def _pipInstall(self) -> list:
+        """pip-install requirements-slicer.txt with Slicer's numpy, SimpleITK, vtk and torch pinned.
+
+        Returns the updated packages this Slicer session had already imported (a restart uses them).
+        """
         import tempfile
 
+        importNames = {"pynrrd": "nrrd"}
         alreadyImported = [name for name in (dependencies.requirement_name(r) for r in dependencies.read_requirements())
-                           if name in sys.modules]
+                           if importNames.get(name, name) in sys.modules]
         with tempfile.TemporaryDirectory() as folder:
             constraintsFile = Path(folder) / "constraints.txt"
             constraintsFile.write_text("\n".join(dependencies.constraints()) + "\n", encoding="utf-8")
@@ -505,10 +526,7 @@ class DiffusionSegLogic(ScriptedLoadableModuleLogic, CoreLogic):
                 raise RuntimeError(_("Installing {packages} failed without changing Slicer's numpy, SimpleITK, vtk "
                                      "or torch: {error}").format(
                     packages=", ".join(dependencies.read_requirements()), error=exc))
-        if alreadyImported and slicer.util.confirmYesNoDisplay(
-                _("Restart Slicer to use the updated packages ({packages})?").format(
-                    packages=", ".join(alreadyImported))):
-            slicer.util.restart()
+        return alreadyImported
 
 
 def pythonSlicerExecutable() -> str:

@@ -1,8 +1,10 @@
 """Which Python packages the backend needs in Slicer's Python, and how to install them safely.
 
 torch comes from the PyTorch extension (PyTorchUtils picks the CUDA build that fits the
-machine); monai, einops, safetensors and slicerio come from Resources/requirements-slicer.txt
-through Slicer's pip. The install is constrained to the versions of numpy, SimpleITK,
+machine), in the range TORCH_REQUIREMENT; monai, einops, safetensors, slicerio, pynrrd and tqdm
+come from Resources/requirements-slicer.txt through Slicer's pip. Both are copies of the
+backend's requirements in pyproject.toml (Testing/Python/test_slicer_requirements.py checks
+that they agree; the installed extension has no pyproject.toml to read). The install is constrained to the versions of numpy, SimpleITK,
 vtk and torch that are already there, so it can fail with a clear message but never
 swap out a package Slicer itself depends on.
 
@@ -16,9 +18,13 @@ from importlib import metadata
 from pathlib import Path
 
 from .backend import MODULE_DIR
+from .i18n import _
 
 #: Packages Slicer or the PyTorch extension own: never installed or upgraded by this module.
 PROTECTED = ("numpy", "SimpleITK", "vtk", "torch")
+
+#: The torch the backend needs (pyproject.toml's range). PyTorchUtils installs it, never this module's pip.
+TORCH_REQUIREMENT = "torch>=2.2"
 
 
 def requirements_file() -> Path:
@@ -58,8 +64,11 @@ def missing_requirements(requirements: list[str] | None = None) -> list[str]:
 def _satisfies(requirement: str, version: str) -> bool:
     try:
         from packaging.requirements import Requirement
-    except ImportError:  # without packaging, presence is all we can check
-        return True
+    except ImportError:
+        try:  # Slicer bundles pip, and pip its own packaging
+            from pip._vendor.packaging.requirements import Requirement
+        except ImportError:  # without packaging, presence is all we can check
+            return True
     return Requirement(requirement).specifier.contains(version, prereleases=True)
 
 
@@ -80,3 +89,37 @@ def torch_installed() -> bool:
         return True
     except metadata.PackageNotFoundError:
         return False
+
+
+def torch_version_requirement() -> str:
+    """The range alone (``">=2.2"``), as ``PyTorchUtilsLogic.installTorch(torchVersionRequirement=...)`` takes it."""
+    return TORCH_REQUIREMENT[len(requirement_name(TORCH_REQUIREMENT)):].strip()
+
+
+def torch_version() -> str | None:
+    """The installed torch's version (e.g. ``"2.7.1+cu126"``), or None."""
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def torch_problem(version: str | None = None) -> str | None:
+    """None when torch (``version``, else the installed one) satisfies TORCH_REQUIREMENT, else what to do.
+
+    The message names the installed version, the range the backend needs, and the fix:
+    update torch through the PyTorch extension (PyTorchUtils), then restart Slicer.
+    """
+    version = version or torch_version()
+    if version is None:
+        return _("DiffusionSeg needs PyTorch ({requirement}), which is not installed in Slicer's Python. "
+                 "Install it with the PyTorch extension (PyTorch Utils module, or "
+                 "PyTorchUtils.PyTorchUtilsLogic().installTorch(torchVersionRequirement=\"{range}\")).").format(
+            requirement=TORCH_REQUIREMENT, range=torch_version_requirement())
+    if _satisfies(TORCH_REQUIREMENT, version):
+        return None
+    return _("DiffusionSeg needs {requirement}, but torch {version} is installed in Slicer's Python. "
+             "Update it with the PyTorch extension (PyTorch Utils module, version requirement \"{range}\"; or "
+             "PyTorchUtils.PyTorchUtilsLogic().installTorch(torchVersionRequirement=\"{range}\")), "
+             "then restart Slicer.").format(
+        requirement=TORCH_REQUIREMENT, version=version, range=torch_version_requirement())
