@@ -2,11 +2,18 @@
 
 The module never runs training inside Slicer's own Python: torch would block the GUI
 and a crash would take Slicer down. Instead it starts ``<python> -m DiffusionSegLib
-<subcommand> ... --progress json`` as a child process, reads its JSON progress lines
-on a reader thread, and lets the GUI collect them from a timer (``poll``), as
-SlicerMONAIAuto3DSeg does. Cancel ends the whole process tree (the backend may start
-data-loader workers), first politely (SIGTERM / CTRL_BREAK, so the backend keeps its
-last complete checkpoint), then by force after a grace period.
+--stop-on-stdin-close <subcommand> ... --progress json`` as a child process, reads its
+JSON progress lines on a reader thread, and lets the GUI collect them from a timer
+(``poll``), as SlicerMONAIAuto3DSeg does.
+
+Stopping, the same way on every platform: the child's stdin is a pipe that stays open for
+the whole run. Cancel writes ``cancel`` and closes it; if Slicer exits or crashes, the
+operating system closes it. Either way the backend stops as on SIGTERM (exit 130, the last
+complete checkpoint kept). After a grace period cancel kills the whole process tree (the
+backend may start data-loader workers). Besides: on Windows the child gets no console
+window (CREATE_NO_WINDOW) and lives in a Job Object that kills it with Slicer; on Linux it
+gets SIGTERM when Slicer dies (PR_SET_PDEATHSIG); on POSIX it leads its own process group,
+for the tree kill.
 """
 
 from __future__ import annotations
@@ -24,10 +31,14 @@ from pathlib import Path
 from typing import Sequence
 
 from .i18n import _
+from .lifetime import CREATE_NO_WINDOW, WindowsJob, attach_job, popen_options
 from .progress import Event, ProgressState, parse_line
 
 #: Exit codes of the ``diffusionseg`` command (docs/CLI.md).
 EXIT_OK, EXIT_FAILURE, EXIT_USER_ERROR, EXIT_CANCELLED = 0, 1, 2, 130
+
+#: The backend option that makes it watch stdin (docs/CLI.md), and the line cancel sends.
+STOP_OPTION, CANCEL_LINE = "--stop-on-stdin-close", b"cancel\n"
 
 
 @dataclasses.dataclass
@@ -81,6 +92,7 @@ class BackendProcess:
         self._cancel_requested = False
         self._kill_deadline: float | None = None
         self._exit_seen_at: float | None = None
+        self._job: WindowsJob | None = None
         self.state = ProgressState()
         self.command: list[str] = []
 
@@ -94,8 +106,10 @@ class BackendProcess:
         return self._cancel_requested
 
     def build_command(self, args: Sequence[str]) -> list[str]:
-        """The full command line: python -m module args... --progress json."""
-        command = [self.python_executable, "-u", "-m", self.module, *map(str, args)]
+        """The full command line: python -m module --stop-on-stdin-close args... --progress json."""
+        args = [str(a) for a in args]
+        command = [self.python_executable, "-u", "-m", self.module]
+        command += ([] if STOP_OPTION in args else [STOP_OPTION]) + args
         if "--progress" not in command:
             command += ["--progress", "json"]
         return command
@@ -117,21 +131,15 @@ class BackendProcess:
         self._reset()
         self.result = None
         self.command = self.build_command(args)
-        kwargs: dict = {}
-        if sys.platform == "win32":
-            # A new process group lets cancel send CTRL_BREAK to the backend only.
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            # A new session (and process group) lets cancel signal the whole tree.
-            kwargs["start_new_session"] = True
         try:
             self._proc = subprocess.Popen(
-                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                cwd=None if cwd is None else str(cwd), env=self.child_environment(), **kwargs)
+                self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE,
+                cwd=None if cwd is None else str(cwd), env=self.child_environment(), **popen_options())
         except OSError as exc:
             self._proc = None
             raise RuntimeError(_("Could not start the DiffusionSeg backend ({command}): {error}").format(
                 command=self.python_executable, error=exc)) from exc
+        self._job = attach_job(self._proc)
         for stream_name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
             thread = threading.Thread(target=self._read, args=(stream_name, stream),
                                       name=f"DiffusionSeg-{stream_name}", daemon=True)
@@ -159,7 +167,7 @@ class BackendProcess:
         if self._proc is None:
             return events
         if self._kill_deadline is not None and time.monotonic() >= self._kill_deadline:
-            self._kill_tree(force=True)
+            self._kill_tree()
             self._kill_deadline = None
         returncode = self._proc.poll()
         if returncode is None:
@@ -204,31 +212,45 @@ class BackendProcess:
     # -- cancel ----------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Ask the run to stop; the tree is killed if it has not stopped after the grace period."""
+        """Ask the run to stop (``cancel`` on its stdin, then end of file); the tree is
+        killed if it has not stopped after the grace period."""
         if self._proc is None or self._cancel_requested:
             return
         self._cancel_requested = True
-        self._kill_tree(force=False)
+        self._close_stdin(CANCEL_LINE)
         self._kill_deadline = time.monotonic() + self.grace_seconds
 
-    def _kill_tree(self, force: bool) -> None:
+    def _close_stdin(self, last_words: bytes = b"") -> None:
+        stdin = self._proc.stdin if self._proc is not None else None
+        if stdin is None or stdin.closed:
+            return
+        try:
+            if last_words:
+                stdin.write(last_words)
+                stdin.flush()
+        except (OSError, ValueError):  # the backend has exited: nobody reads any more
+            pass
+        try:
+            stdin.close()
+        except (OSError, ValueError):
+            pass
+
+    def _kill_tree(self) -> None:
+        """Kill the backend and everything it started (the polite stop goes through stdin)."""
         proc = self._proc
-        if proc is None or proc.poll() is not None and not force:
+        if proc is None:
             return
         if sys.platform == "win32":
-            if force:
-                subprocess.run(["taskkill", "/PID", str(proc.pid), "/T", "/F"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-            else:
-                try:
-                    proc.send_signal(signal.CTRL_BREAK_EVENT)
-                except OSError:
-                    pass
+            if self._job is not None and self._job.terminate():
+                return
+            subprocess.run(["taskkill", "/PID", str(proc.pid), "/T", "/F"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, check=False,
+                           creationflags=CREATE_NO_WINDOW)
             return
         try:
             # The child leads its own process group (start_new_session), so this reaches
             # its data-loader workers too, even after the leader itself has exited.
-            os.killpg(proc.pid, signal.SIGKILL if force else signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -236,7 +258,10 @@ class BackendProcess:
 
     def _finish(self, returncode: int) -> None:
         if self._cancel_requested:
-            self._kill_tree(force=True)  # nothing of the tree may outlive a cancelled run
+            self._kill_tree()  # nothing of the tree may outlive a cancelled run
+        self._close_stdin()
+        if self._job is not None:
+            self._job.close()  # kills whatever of the tree is left (KILL_ON_JOB_CLOSE)
         stderr_tail = list(self._stderr)
         state = self.state
         if returncode == EXIT_OK and not self._cancel_requested:
@@ -255,6 +280,7 @@ class BackendProcess:
         self._threads = []
         self._kill_deadline = None
         self._cancel_requested = False
+        self._job = None
 
 
 def error_message(returncode: int | None, stderr_lines: Sequence[str], event_message: str = "") -> str:

@@ -12,6 +12,7 @@ import sys
 
 from .. import __version__
 from ..errors import UserError
+from . import parentwatch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,23 +22,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="diffusionseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"diffusionseg {__version__}")
+    parser.add_argument("--stop-on-stdin-close", action="store_true",
+                        help="stop like on SIGTERM (exit 130, last complete checkpoint kept) when stdin ends "
+                             "or reads a line 'cancel' (the Slicer module's cancel, and its exit)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (pretrain_cmd, sample_cmd, finetune_cmd, predict_cmd, evaluate_cmd, bpr_cmd, demo_cmd):
         module.add_parser(subparsers)
     return parser
 
 
+_stopping = False
+
+
 def _terminate_as_interrupt(signum, frame):  # noqa: ARG001
-    # The Slicer module cancels with SIGTERM (CTRL_BREAK on Windows): unwind like Ctrl-C so cleanup runs.
-    raise KeyboardInterrupt
+    # A stop request (SIGTERM, CTRL_BREAK on Windows, or the stdin watcher's) unwinds like
+    # Ctrl-C so cleanup runs. Only the first one: a second request (the parent's death
+    # closes stdin and, on Linux, sends SIGTERM too) must not break off that cleanup.
+    global _stopping
+    if not _stopping:
+        _stopping = True
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _stopping
+    _stopping = False
     try:
         args = build_parser().parse_args(argv)
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
-        if hasattr(signal, "SIGBREAK"):  # Windows: what the module's CTRL_BREAK_EVENT raises
+        if hasattr(signal, "SIGBREAK"):  # Windows: what a CTRL_BREAK_EVENT raises
             signal.signal(signal.SIGBREAK, _terminate_as_interrupt)
+        if args.stop_on_stdin_close:
+            parentwatch.watch_stdin()  # after the handler: its request is a SIGTERM
         return args.run(args)
     except UserError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)

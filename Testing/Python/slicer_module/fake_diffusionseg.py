@@ -2,12 +2,15 @@
 
 It is a real child process for the process-handling and Logic tests: it emits the JSON
 events of docs/CLI.md on stdout, logs on stderr, and ends the way the real command does
-(0 done, 2 user error with an ``error: ...`` line, 1 traceback, 130 on SIGTERM). It
+(0 done, 2 user error with an ``error: ...`` line, 1 traceback, 130 on SIGTERM, and with
+``--stop-on-stdin-close`` at a line ``cancel`` or the end of stdin, through the real
+backend's watcher, DiffusionSegLib.cli.parentwatch). It
 writes what the real command would leave behind: a model folder with config.json for
 pretrain and finetune, and prediction files in each image's geometry for predict.
 
-    python -m fake_diffusionseg pretrain|finetune --out DIR [--iterations N] [--delay S]
-        [--fail-user | --crash] [--spawn-grandchild PIDFILE] [--ignore-sigterm]
+    python -m fake_diffusionseg [--stop-on-stdin-close] pretrain|finetune --out DIR [--iterations N]
+        [--delay S] [--fail-user | --crash] [--spawn-grandchild PIDFILE] [--ignore-sigterm] [--ignore-stdin]
+        [--pidfile FILE]
     python -m fake_diffusionseg predict --model DIR --images FILE_OR_DIR --out DIR
 
 FAKE_DIFFUSIONSEG_FAIL=user|crash in the environment makes any command fail.
@@ -84,6 +87,9 @@ def main(argv=None):
     parser.add_argument("--crash", action="store_true")
     parser.add_argument("--spawn-grandchild", default="")
     parser.add_argument("--ignore-sigterm", action="store_true")
+    parser.add_argument("--stop-on-stdin-close", action="store_true")
+    parser.add_argument("--ignore-stdin", action="store_true", help="no stdin watcher even if asked (tests)")
+    parser.add_argument("--pidfile", default="", help="write this process's id here once running")
     parser.add_argument("--task", default="segmentation")
     parser.add_argument("--classes", default="")
     parser.add_argument("--landmarks", default="")
@@ -109,6 +115,12 @@ def main(argv=None):
         sys.exit(130)
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN if args.ignore_sigterm else on_term)
+    if args.stop_on_stdin_close and not args.ignore_stdin:
+        from DiffusionSegLib.cli import parentwatch
+
+        parentwatch.watch_stdin()
+    if args.pidfile:
+        Path(args.pidfile).write_text(str(os.getpid()))
     if args.spawn_grandchild:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         with open(args.spawn_grandchild, "w") as f:
