@@ -29,9 +29,12 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from DiffusionSegModuleLib import dependencies
+from DiffusionSegModuleLib import backend, dependencies, nodeio
 from DiffusionSegModuleLib.corelogic import CoreLogic, RunRecord
 from DiffusionSegModuleLib.nodeio import MRMLContext
+
+backend.ensure_importable()
+from DiffusionSegLib.project import MODALITIES, TASKS  # noqa: E402  (the project's vocabulary, stated once)
 
 #
 # DiffusionSeg
@@ -66,21 +69,23 @@ class DiffusionSegParameterNode:
     """Everything the user chose in the panel (saved with the scene).
 
     projectDir: the project folder. task, imageKind, names, modality: used to create a project.
-    inputVolume: the current image. annotationNode: what Save writes (annotation or corrected prediction).
+    inputVolume: the current image. annotationNode: what Save writes (an annotation or a
+    prediction being corrected); None until the user annotates or opens a case.
     pretrainedModel, taskModel: model folders. finetuneMode: full | probe | mlp (docs/CLI.md).
     device: where the backend computes.
     """
 
     projectDir: Path
-    task: Annotated[str, Choice(["segmentation", "landmarks"])] = "segmentation"
+    task: Annotated[str, Choice(list(TASKS))] = TASKS[0]
     imageKind: Annotated[str, Choice(["3D", "2D"])] = "3D"
     names: str = ""
-    modality: Annotated[str, Choice(["ct", "mri", "xray", "other"])] = "other"
+    modality: Annotated[str, Choice(list(MODALITIES))] = "other"
     inputVolume: vtkMRMLScalarVolumeNode
     pretrainIterations: Annotated[int, WithinRange(1, 10_000_000)] = 2000
     pretrainedModel: Path
-    annotationNode: Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]
-    finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = 1000
+    # Optional: the wrapper writes None before anything is annotated; a Union without None cannot hold it.
+    annotationNode: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]] = None
+    finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = 300  # the backend's default (finetune_cmd.py)
     finetuneMode: Annotated[str, Choice(["full", "probe", "mlp"])] = "full"
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
@@ -92,12 +97,17 @@ class DiffusionSegParameterNode:
 
 
 class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Binds DiffusionSeg.ui to the Logic. Holds no state of its own: choices live in the
-    parameter node, the running job in the Logic."""
+    """Binds DiffusionSeg.ui to the Logic. Choices live in the parameter node, the running
+    job in the Logic; the widget keeps only what it shows (the case list, the loss image)."""
 
     # (run kind, button): each button starts its run and turns into that run's Cancel button.
     RUN_BUTTONS = (("pretrain", "pretrainButton"), ("finetune", "finetuneButton"),
                    ("predict", "predictCurrentButton"), ("predict", "predictUnlabeledButton"))
+    # Markups report placing, clearing and moving a point by these events, not by ModifiedEvent.
+    POINT_EVENTS = (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                    slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
+                    slicer.vtkMRMLMarkupsNode.PointModifiedEvent)
+    STATUS_TEXT = {"unlabeled": _("unlabeled"), "labeled": _("labeled"), "predicted": _("predicted: review")}
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -105,6 +115,9 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._observedAnnotation = None
+        self._caseRows = []
+        self._lossCurve = (None, None)  # (path, mtime) of the image shown
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -113,14 +126,25 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = DiffusionSegLogic()
+        self.logic.logCallback = self.appendLog
+
+        # The embedded Segment Editor edits through its own parameter node (a singleton of this module).
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+        for table in (self.ui.caseTable, self.ui.landmarksTable):
+            table.horizontalHeader().setStretchLastSection(True)
+            table.verticalHeader().visible = False
 
         self.ui.openProjectButton.connect("clicked(bool)", self.onOpenProject)
         self.ui.addVolumeButton.connect("clicked(bool)", self.onAddVolume)
         self.ui.addFolderButton.connect("clicked(bool)", self.onAddFolder)
-        self.ui.pretrainButton.connect("clicked(bool)", self.onPretrain)
+        self.ui.caseTable.connect("cellClicked(int,int)", self.onCaseClicked)
         self.ui.nextUnlabeledButton.connect("clicked(bool)", self.onNextUnlabeled)
         self.ui.annotateButton.connect("clicked(bool)", self.onAnnotate)
+        self.ui.placeLandmarksButton.connect("clicked(bool)", self.onPlaceLandmarks)
+        self.ui.replaceLandmarkButton.connect("clicked(bool)", self.onReplaceLandmark)
         self.ui.saveAnnotationButton.connect("clicked(bool)", self.onSaveAnnotation)
+        self.ui.show3DButton.connect("clicked(bool)", self.onShow3D)
+        self.ui.pretrainButton.connect("clicked(bool)", self.onPretrain)
         self.ui.finetuneButton.connect("clicked(bool)", self.onFinetune)
         self.ui.predictCurrentButton.connect("clicked(bool)", self.onPredictCurrent)
         self.ui.predictUnlabeledButton.connect("clicked(bool)", self.onPredictUnlabeled)
@@ -135,13 +159,13 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.initializeParameterNode()
-        self.updateGUI()
+        self.refreshCases()
 
     def cleanup(self) -> None:
         self.removeObservers()
         self.pollTimer.stop()
         if self.logic is not None and self.logic.isRunning():
-            self.logic.cancel()
+            self.logic.cancel()  # never leave a backend running behind a closed Slicer
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -198,16 +222,30 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for widgetName in ("taskComboBox", "dimsComboBox", "namesLineEdit", "modalityComboBox"):
             getattr(self.ui, widgetName).enabled = project is None
         haveVolume = bool(p and p.inputVolume)
+        annotation = p.annotationNode if p else None
         idle = running is None
         self.ui.openProjectButton.enabled = idle
         self.ui.addVolumeButton.enabled = idle and project is not None and haveVolume
         self.ui.addFolderButton.enabled = idle and project is not None
         self.ui.nextUnlabeledButton.enabled = project is not None
+        self.ui.caseTable.enabled = project is not None
         self.ui.annotateButton.enabled = project is not None and haveVolume
-        self.ui.saveAnnotationButton.enabled = project is not None and bool(p and p.annotationNode)
+        self.ui.saveAnnotationButton.enabled = project is not None and annotation is not None
+        # The editor that fits the task: Segment Editor for segments, the landmark list for points.
+        segmentation = project is not None and project.task == "segmentation"
+        landmarks = project is not None and project.task == "landmarks"
+        self.ui.segmentEditorWidget.visible = segmentation
+        self.ui.show3DButton.visible = segmentation
+        self.ui.show3DButton.enabled = bool(annotation is not None and annotation.IsA("vtkMRMLSegmentationNode"))
+        for widgetName in ("landmarksTable", "placeLandmarksButton", "replaceLandmarkButton"):
+            getattr(self.ui, widgetName).visible = landmarks
+        isPointList = bool(annotation is not None and annotation.IsA("vtkMRMLMarkupsFiducialNode"))
+        self.ui.placeLandmarksButton.enabled = isPointList
+        self.ui.replaceLandmarkButton.enabled = isPointList
+        self._followAnnotation(annotation, project)
         texts = {"pretrainButton": _("Pretrain on all project images"), "finetuneButton": _("Fine-tune"),
                  "predictCurrentButton": _("Predict current image"),
-                 "predictUnlabeledButton": _("Predict all unlabeled images")}
+                 "predictUnlabeledButton": _("Predict all unlabeled")}
         for kind, buttonName in self.RUN_BUTTONS:
             button = getattr(self.ui, buttonName)
             # The button of the running job becomes its Cancel button; the others wait.
@@ -215,24 +253,100 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = project is not None and (idle or running == kind)
         self.ui.progressBar.visible = running is not None
 
+    def _followAnnotation(self, annotation, project) -> None:
+        """Point the editors at the current annotation and watch its landmarks."""
+        if annotation is not self._observedAnnotation:
+            if self._observedAnnotation is not None and self._observedAnnotation.IsA("vtkMRMLMarkupsFiducialNode"):
+                for event in self.POINT_EVENTS:
+                    self.removeObserver(self._observedAnnotation, event, self.onAnnotationModified)
+            self._observedAnnotation = annotation
+            if annotation is not None and annotation.IsA("vtkMRMLMarkupsFiducialNode"):
+                for event in self.POINT_EVENTS:
+                    self.addObserver(annotation, event, self.onAnnotationModified)
+            if annotation is not None and annotation.IsA("vtkMRMLSegmentationNode"):
+                editor = self.ui.segmentEditorWidget
+                editor.setSegmentationNode(annotation)
+                volume = self.logic.volumeOfCase(project, self.logic.caseOfNode(project, annotation), load=False) \
+                    if project is not None and self.logic.caseOfNode(project, annotation) else None
+                editor.setSourceVolumeNode(volume or self._parameterNode.inputVolume)
+        self.updateLandmarksTable(project)
+
+    def updateLandmarksTable(self, project=None) -> None:
+        """One row per landmark of the project: placed, next (the next click places it), or not placed."""
+        table = self.ui.landmarksTable
+        annotation = self._observedAnnotation
+        if project is None or project.task != "landmarks" or annotation is None \
+                or not annotation.IsA("vtkMRMLMarkupsFiducialNode"):
+            table.setRowCount(0)
+            return
+        states = self.logic.landmarkStates(project, annotation)
+        table.setRowCount(len(states))
+        nextFound = False
+        for row, (name, _index, placed) in enumerate(states):
+            if placed:
+                status = _("placed")
+            elif not nextFound:
+                status, nextFound = _("next"), True
+            else:
+                status = _("not placed")
+            table.setItem(row, 0, qt.QTableWidgetItem(name))
+            table.setItem(row, 1, qt.QTableWidgetItem(status))
+
+    def onAnnotationModified(self, caller=None, event=None) -> None:
+        project = self.logic.currentProject()
+        self.updateLandmarksTable(project)
+        if project is not None and self._observedAnnotation is not None \
+                and all(placed for _n, _i, placed in self.logic.landmarkStates(project, self._observedAnnotation)):
+            self.logic.stopPlacing()  # every landmark is placed: clicks go back to moving the view
+
+    def refreshCases(self) -> None:
+        """Fill the case list from the project folder (after open, save, add, predict)."""
+        project = self.logic.currentProject() if self._parameterNode else None
+        self._caseRows = self.logic.caseRows(project) if project is not None else []
+        table = self.ui.caseTable
+        table.setRowCount(len(self._caseRows))
+        for row, caseRow in enumerate(self._caseRows):
+            table.setItem(row, 0, qt.QTableWidgetItem(caseRow.case))
+            table.setItem(row, 1, qt.QTableWidgetItem(self.STATUS_TEXT[caseRow.status]))
+        self.updateGUI()
+
     def updateProgress(self) -> None:
         state = self.logic.progress
         self.ui.progressBar.maximum = 1000 if state.total else 0  # 0: busy indicator until the total is known
         self.ui.progressBar.value = int(state.fraction * 1000)
-        self.ui.statusLabel.text = state.summary()
+        self.ui.statusLabel.text = state.summary()  # step, loss, and the time left (ETA)
+        self.updateLossCurve()
+
+    def updateLossCurve(self) -> None:
+        """Show the running job's loss.png, reloaded whenever the backend rewrites it."""
+        path = self.logic.lossCurvePath()
+        if path is None or not path.is_file():
+            return
+        mtime = path.stat().st_mtime
+        if (path, mtime) == self._lossCurve:
+            return
+        pixmap = qt.QPixmap(str(path))
+        if pixmap.isNull():  # caught mid-write: the next poll reads it
+            return
+        self._lossCurve = (path, mtime)
+        self.ui.lossCurveLabel.setPixmap(pixmap.scaledToWidth(max(200, self.ui.lossCurveLabel.width)))
+
+    def appendLog(self, text: str) -> None:
+        logging.info(text)
+        self.ui.logTextEdit.appendPlainText(text)
 
     # -- actions ----------------------------------------------------------------------
 
     def onOpenProject(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not open or create the project."), waitCursor=True):
             self.logic.openOrCreateProject()
-        self.updateGUI()
+        self.refreshCases()
 
     def onAddVolume(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not add the image."), waitCursor=True):
             case = self.logic.addVolume(self.logic.currentProject(), self._parameterNode.inputVolume)
             self.ui.statusLabel.text = _("Added case '{case}'.").format(case=case)
-        self.updateGUI()
+        self.refreshCases()
 
     def onAddFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Folder of images to add"))
@@ -241,32 +355,63 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not add the images."), waitCursor=True):
             cases = self.logic.addImagesFromFolder(self.logic.currentProject(), folder)
             self.ui.statusLabel.text = _("Added {count} images.").format(count=len(cases))
-        self.updateGUI()
+        self.refreshCases()
+
+    def onCaseClicked(self, row: int, column: int = 0) -> None:
+        if 0 <= row < len(self._caseRows):
+            self.openCase(self._caseRows[row].case)
+
+    def openCase(self, case: str, create: bool = False) -> None:
+        """Open a case for review: its image as background, its label or prediction to edit
+        (``create``: a new annotation when it has neither)."""
+        with slicer.util.tryWithErrorDisplay(_("Could not open the case."), waitCursor=True):
+            volume, annotation = self.logic.openCase(self.logic.requireProject(), case, create=create)
+            self._parameterNode.inputVolume = volume
+            self._parameterNode.annotationNode = annotation
+            slicer.util.setSliceViewerLayers(background=volume, fit=True)
+            self.ui.statusLabel.text = _("Case '{case}': {what}.").format(
+                case=case, what=annotation.GetName() if annotation is not None else _("press Annotate to label it"))
 
     def onNextUnlabeled(self) -> None:
-        with slicer.util.tryWithErrorDisplay(_("Could not load the image."), waitCursor=True):
-            volume = self.logic.loadNextUnlabeled()
-            if volume is None:
-                slicer.util.infoDisplay(_("Every image of the project is labeled."))
-                return
-            self._parameterNode.inputVolume = volume
-            slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        project = self.logic.currentProject()
+        case = self.logic.nextUnlabeledCase(project) if project is not None else None
+        if case is None:
+            slicer.util.infoDisplay(_("Every image of the project is labeled."))
+            return
+        self.openCase(case, create=True)  # the user asked for a case to annotate
 
     def onAnnotate(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not start annotating."), waitCursor=True):
             node = self.logic.startAnnotation(self._parameterNode.inputVolume)
             self._parameterNode.annotationNode = node
-        self.updateGUI()
+        self.refreshCases()
+
+    def onPlaceLandmarks(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not start placing landmarks."), waitCursor=True):
+            self.logic.startPlacing(self._parameterNode.annotationNode)
+
+    def onReplaceLandmark(self) -> None:
+        row = self.ui.landmarksTable.currentRow()
+        with slicer.util.tryWithErrorDisplay(_("Could not re-place the landmark."), waitCursor=True):
+            if row < 0:
+                raise ValueError(_("Select the landmark to re-place in the list."))
+            self.logic.replaceLandmark(self.logic.requireProject(), self._parameterNode.annotationNode, row)
+        self.updateLandmarksTable(self.logic.currentProject())
 
     def onSaveAnnotation(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not save the annotation."), waitCursor=True):
+            # The case is the annotation's own; the current image only names a case for a node made by hand.
             saved = self.logic.saveAnnotation(self.logic.currentProject(), self._parameterNode.annotationNode,
                                               self._parameterNode.inputVolume)
             message = _("Saved case '{case}'.").format(case=saved["case"])
             if saved["missing"]:
                 message += " " + _("Not placed: {names}.").format(names=", ".join(saved["missing"]))
             self.ui.statusLabel.text = message
-        self.updateGUI()
+        self.refreshCases()
+
+    def onShow3D(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Could not show the segmentation in 3D."), waitCursor=True):
+            self.logic.showIn3D(self._parameterNode.annotationNode)
 
     def onPretrain(self) -> None:
         self._startOrCancel("pretrain", lambda: self.logic.startPretrainFromParameters())
@@ -289,7 +434,11 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Could not start."), waitCursor=True):
             if not self.logic.ensureDependencies():
                 return
-            start()
+            if start() is None:  # the user declined
+                return
+            self.ui.logTextEdit.clear()
+            self._lossCurve = (None, None)
+            self.ui.lossCurveLabel.clear()
             self.pollTimer.start()
         self.updateGUI()
         self.updateProgress()
@@ -306,7 +455,7 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if record.result.status == "failed":
                 slicer.util.errorDisplay(record.result.message, windowTitle=_("DiffusionSeg"),
                                          detailedText="\n".join(record.result.stderr_tail))
-        self.updateGUI()
+        self.refreshCases()
 
     def onInstallDependencies(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not install the dependencies."), waitCursor=True):
@@ -319,11 +468,15 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class DiffusionSegLogic(ScriptedLoadableModuleLogic, CoreLogic):
+class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
     """The module's API: CoreLogic (projects, annotations, runs, results as nodes) plus the
     Slicer application parts (PythonSlicer, pip, parameter node, views, editors).
 
     Usable without the Widget, e.g. from the Python console or DiffusionSegBatch.py.
+
+    CoreLogic comes first in the bases: Slicer's ScriptedLoadableModuleLogic.__init__ calls
+    ``super().__init__()`` (Slicer 5.8 and later), which must reach ``object``, not
+    CoreLogic's constructor, whose arguments only this class knows.
     """
 
     def __init__(self) -> None:
@@ -390,29 +543,64 @@ class DiffusionSegLogic(ScriptedLoadableModuleLogic, CoreLogic):
 
     # -- annotation in the editors ----------------------------------------------------
 
+    def segmentEditorNode(self):
+        """The Segment Editor parameter node of the module's embedded editor (one per scene)."""
+        node = slicer.mrmlScene.GetSingletonNode("DiffusionSeg", "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag("DiffusionSeg")
+            node = slicer.mrmlScene.AddNode(node)
+        return node
+
     def loadNextUnlabeled(self):
         project = self.requireProject()
         case = self.nextUnlabeledCase(project)
-        return None if case is None else self.volumeOfCase(project, case)
+        return None if case is None else self.openCase(project, case, create=True)[0]
 
     def startAnnotation(self, volume):
-        """Create the annotation node for ``volume`` and open the right editor on it."""
+        """The annotation node of ``volume`` (its open annotation, saved label, prediction, or a
+        new one), shown alone with the image as background. The panel's editors then edit it."""
         if volume is None:
             raise ValueError(_("Select the current image first."))
         project = self.requireProject()
-        node = self.createAnnotation(project, volume)
+        case = self.addVolume(project, volume)
+        volume, node = self.openCase(project, case, create=True)
         slicer.util.setSliceViewerLayers(background=volume, fit=True)
-        if node.IsA("vtkMRMLSegmentationNode"):
-            slicer.util.selectModule("SegmentEditor")
-            editor = slicer.modules.SegmentEditorWidget.editor
-            editor.setSegmentationNode(node)
-            editor.setSourceVolumeNode(volume)
-        else:
-            # Each click in a view places the next unplaced, already named point.
-            markupsLogic = slicer.modules.markups.logic()
-            markupsLogic.SetActiveList(node)
-            markupsLogic.StartPlaceMode(True)
         return node
+
+    def landmarkStates(self, project, node):
+        return nodeio.landmark_states(node, project.landmark_names)
+
+    def startPlacing(self, node, persistent: bool = True) -> None:
+        """Clicks in the views place the next unplaced landmark of ``node``; the list is locked
+        to the project's landmarks, so placing stops after the last one."""
+        if node is None or not node.IsA("vtkMRMLMarkupsFiducialNode"):
+            raise ValueError(_("Open a landmarks annotation first (Annotate, or click a case)."))
+        markupsLogic = slicer.modules.markups.logic()
+        markupsLogic.SetActiveList(node)
+        markupsLogic.StartPlaceMode(persistent)
+
+    def replaceLandmark(self, project, node, row: int) -> None:
+        """Clear landmark ``row`` (project order) and place it with the next click."""
+        name, index, _placed = self.landmarkStates(project, node)[row]
+        if index < 0:
+            raise ValueError(_("Landmark '{name}' is not in '{list}'.").format(name=name, list=node.GetName()))
+        node.UnsetNthControlPointPosition(index)
+        self.startPlacing(node, persistent=False)
+
+    def stopPlacing(self) -> None:
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        if interaction is not None:
+            interaction.SwitchToViewTransformMode()
+
+    def showIn3D(self, node) -> None:
+        """Show a segmentation as surfaces in the 3D view."""
+        if node is None or not node.IsA("vtkMRMLSegmentationNode"):
+            raise ValueError(_("Open a segmentation first."))
+        node.CreateClosedSurfaceRepresentation()
+        node.CreateDefaultDisplayNodes()
+        node.GetDisplayNode().SetVisibility3D(True)
 
     # -- runs from the parameter node -------------------------------------------------
 
@@ -439,8 +627,15 @@ class DiffusionSegLogic(ScriptedLoadableModuleLogic, CoreLogic):
             cases = [self.addVolume(project, p.inputVolume)]
         return self.startPredict(project, p.taskModel, cases, p.device)
 
+    def lossCurvePath(self):
+        """loss.png of the running training run, else of the last one (None: no training run)."""
+        record = self.run or self.lastRun
+        if record is None or record.kind not in ("pretrain", "finetune"):
+            return None
+        return Path(record.out) / "loss.png"
+
     def onRunFinished(self, record: RunRecord) -> None:
-        """Offer the new model for the next step; show predictions in 2D and 3D."""
+        """Offer the new model for the next step; open the first predicted case for review."""
         CoreLogic.onRunFinished(self, record)
         p = self.getParameterNode()
         if record.kind == "pretrain" and self._isModelPath(record.out):
@@ -448,16 +643,19 @@ class DiffusionSegLogic(ScriptedLoadableModuleLogic, CoreLogic):
         elif record.kind == "finetune" and self._isModelPath(record.out):
             p.taskModel = record.out  # also after Cancel: the last checkpoint is a usable model
         elif record.kind == "predict" and record.loaded_nodes:
-            last = record.loaded_nodes[-1]
-            if last.IsA("vtkMRMLSegmentationNode"):
-                last.GetDisplayNode().SetVisibility3D(True)
-            p.annotationNode = last  # ready to correct and save as a labeled case
+            prediction = record.loaded_nodes[0]
+            project = self.openProject(record.project_folder)
+            volume = self.volumeOfCase(project, self.caseOfNode(project, prediction))
+            p.inputVolume = volume
+            p.annotationNode = prediction  # ready to correct and save as a labeled case
+            slicer.util.setSliceViewerLayers(background=volume, fit=True)
 
     def resultSummary(self, record: RunRecord) -> str:
         result = record.result
         if result.status == "done":
             if record.kind == "predict":
-                return _("Done: {count} predictions loaded.").format(count=len(record.loaded_nodes))
+                return _("Done: {count} cases predicted; each is in the case list, marked for review.").format(
+                    count=len(record.predictions))
             return _("Done: model saved in {path}.").format(path=record.out)
         return result.message
 
@@ -626,4 +824,11 @@ class DiffusionSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(labelmap.GetExtent(), volumes[2].GetImageData().GetExtent())
         labels = nodeio.label_array(logic.context, prediction, volumes[2], ["disc"])
         self.assertEqual(labels.shape, (1, 32, 32))
+
+        self.delayDisplay("Correcting the prediction and saving it while another case is current")
+        logic.getParameterNode().inputVolume = volumes[0]
+        saved = logic.saveAnnotation(project, prediction, volumes[0])
+        self.assertEqual(saved["case"], case)  # the prediction's own case, not the current image's
+        self.assertEqual(len(project.labeled_cases()), 3)
+        self.assertEqual([row.status for row in logic.caseRows(project)], ["labeled"] * 3)
         self.delayDisplay("Test passed")

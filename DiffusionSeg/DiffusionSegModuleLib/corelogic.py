@@ -34,8 +34,25 @@ class RunRecord:
     project_folder: Path
     out: Path
     load_results: bool = True
+    #: predict: every case's loadable prediction file, in case order.
+    predictions: dict = dataclasses.field(default_factory=dict)
+    #: predict: the nodes loaded into the scene (one case: the first; the rest open from the case list).
     loaded_nodes: list = dataclasses.field(default_factory=list)
     result: RunResult | None = None
+
+
+#: Case status in the case list: a saved label wins over a prediction.
+UNLABELED, PREDICTED, LABELED = "unlabeled", "predicted", "labeled"
+
+
+@dataclasses.dataclass
+class CaseRow:
+    """One line of the panel's case list."""
+
+    case: str
+    status: str  # UNLABELED | PREDICTED | LABELED
+    label: Path | None = None  # labels/<case>.* when labeled
+    prediction: Path | None = None  # the newest prediction run's file for the case
 
 
 class CoreLogic:
@@ -130,6 +147,58 @@ class CoreLogic:
         unlabeled = project.unlabeled_cases()
         return unlabeled[0] if unlabeled else None
 
+    def caseRows(self, project) -> list[CaseRow]:
+        """Every case of the project with its status (for the case list)."""
+        predictions = latestPredictions(project)
+        rows = []
+        for case in project.cases():
+            label = project.label_path(case)
+            if label is not None:
+                rows.append(CaseRow(case, LABELED, label=label, prediction=predictions.get(case)))
+            elif case in predictions:
+                rows.append(CaseRow(case, PREDICTED, prediction=predictions[case]))
+            else:
+                rows.append(CaseRow(case, UNLABELED))
+        return rows
+
+    def openCase(self, project, case: str, create: bool = False):
+        """The case's image and the node to review or annotate it with, both in the scene.
+
+        The annotation is the node already open for the case if there is one (unsaved edits
+        are never replaced), else the saved label, else the newest prediction, else (with
+        ``create``) a new empty annotation, else None. Other cases' annotations and
+        predictions are hidden, so the views show one case at a time.
+        Returns ``(volume, annotation or None)``.
+        """
+        volume = self.volumeOfCase(project, case)
+        node = self.annotationOfCase(project, case)
+        if node is None:
+            row = next((r for r in self.caseRows(project) if r.case == case), None)
+            if row is not None and row.status == PREDICTED:
+                node = self.loadPrediction(project, case, row.prediction)
+            elif create or (row is not None and row.status == LABELED):
+                node = self.createAnnotation(project, volume)  # the saved label, or a new annotation
+        self.showOnly(project, case)
+        return volume, node
+
+    def annotationOfCase(self, project, case: str):
+        """The newest annotation or prediction node of ``case`` in the scene, or None."""
+        class_name = "vtkMRMLSegmentationNode" if project.task == "segmentation" else "vtkMRMLMarkupsFiducialNode"
+        found = [n for n in self._nodesByClass(class_name)
+                 if n.GetAttribute(ROLE_ATTRIBUTE) in ("annotation", "prediction") and self.caseOfNode(project, n) == case]
+        annotations = [n for n in found if n.GetAttribute(ROLE_ATTRIBUTE) == "annotation"]
+        return (annotations or found or [None])[-1]
+
+    def showOnly(self, project, case: str) -> None:
+        """Show the annotations and predictions of ``case``; hide those of every other case."""
+        for class_name in ("vtkMRMLSegmentationNode", "vtkMRMLMarkupsFiducialNode"):
+            for node in self._nodesByClass(class_name):
+                if node.GetAttribute(ROLE_ATTRIBUTE) not in ("annotation", "prediction"):
+                    continue
+                display = node.GetDisplayNode()
+                if display is not None:
+                    display.SetVisibility(self.caseOfNode(project, node) == case)
+
     # -- annotation -------------------------------------------------------------------
 
     def createAnnotation(self, project, volume):
@@ -149,19 +218,28 @@ class CoreLogic:
         return node
 
     def loadLabelFile(self, project, path: Path, volume, name: str):
+        """A label or prediction file as a new node ready to edit: a segmentation with the
+        project's segment names, or a point list holding exactly the project's landmarks."""
         if project.task == "segmentation":
             return nodeio.read_segmentation(self.context, path, name, reference_volume=volume,
                                             class_names=project.classes)
-        return nodeio.read_markups(self.context, path, name)
+        node = nodeio.read_markups(self.context, path, name)
+        nodeio.complete_markups(node, project.landmark_names)
+        return node
 
     def saveAnnotation(self, project, node, volume=None) -> dict:
-        """Write an annotation (or a corrected prediction) as the case's label file.
+        """Write an annotation (or a corrected prediction) as the label file of its case.
 
-        The case comes from ``volume`` if given, else from the node's attributes.
+        The case is the one the node belongs to (its ``DiffusionSeg.Case`` attribute, set
+        when it was created, loaded or predicted), whatever image is current: after opening
+        another case, Save still writes this node's case. Only a node that belongs to no
+        case (made by hand in Segment Editor or Markups) takes its case from ``volume``.
         Returns ``{"case", "path", "missing"}`` (missing: landmarks not placed).
         """
-        case = self.caseOfNode(project, volume) if volume is not None else self.caseOfNode(project, node)
-        if volume is not None and case is None:
+        if node is None:
+            raise ValueError(_("There is no annotation to save. Press Annotate, or open a case."))
+        case = self.caseOfNode(project, node)
+        if case is None and volume is not None:
             case = self.addVolume(project, volume)
         if case is None:
             raise ValueError(_("'{name}' does not belong to a case of this project. Select its image as the "
@@ -170,7 +248,7 @@ class CoreLogic:
         if project.task == "segmentation":
             if not node.IsA("vtkMRMLSegmentationNode"):
                 raise ValueError(_("This is a segmentation project: save a segmentation."))
-            volume = volume or self.volumeOfCase(project, case)
+            volume = self.volumeOfCase(project, case)  # the node's own case, never just the current image
             path = project.labels_dir / f"{case}.seg.nrrd"
             nodeio.write_segmentation(self.context, node, volume, project.classes, path)
         else:
@@ -352,21 +430,24 @@ class CoreLogic:
         return self.lastRun
 
     def onRunFinished(self, record: RunRecord) -> None:
-        """Load a prediction run's outputs as new nodes. Subclasses add GUI updates."""
-        if record.kind == "predict" and record.load_results and record.result is not None:
+        """Record a prediction run's files per case and open the first case with its
+        prediction (the others open from the case list, one at a time). Subclasses add GUI updates."""
+        if record.kind != "predict" or record.result is None:
+            return
+        record.predictions = dict(predictionFiles(record.result.state.outputs, record.out / "predictions"))
+        if record.load_results and record.predictions:
             project = self.openProject(record.project_folder)
-            for case, path in predictionFiles(record.result.state.outputs, record.out / "predictions"):
-                record.loaded_nodes.append(self.loadPrediction(project, case, path))
+            case, path = next(iter(record.predictions.items()))
+            node = self.loadPrediction(project, case, path)
+            self.showOnly(project, case)
+            record.loaded_nodes.append(node)
 
     def loadPrediction(self, project, case: str, path: Path):
-        """A prediction file as a new node beside the case's image (never replacing a node)."""
+        """A prediction file as a new node beside the case's image (never replacing a node),
+        ready to be corrected and saved as the case's label."""
         volume = self.volumeOfCase(project, case) if case else None
         name = _("{case} prediction").format(case=case or path.name)
-        if path.name.endswith(".mrk.json"):
-            node = nodeio.read_markups(self.context, path, name)
-        else:
-            node = nodeio.read_segmentation(self.context, path, name, reference_volume=volume,
-                                            class_names=project.classes)
+        node = self.loadLabelFile(project, Path(path), volume, name)
         self._tag(node, project, case, "prediction")
         return node
 
@@ -388,6 +469,15 @@ class CoreLogic:
 
 #: Prediction files the module shows, best first (the backend may also write .csv or .png).
 LOADABLE_SUFFIXES = (".seg.nrrd", ".mrk.json", ".nrrd", ".nii.gz", ".nii")
+
+
+def latestPredictions(project) -> dict[str, Path]:
+    """Each case's prediction file from the newest prediction run that predicted it."""
+    found: dict[str, Path] = {}
+    runs = sorted(project.runs_dir.glob("predict-*"), key=lambda p: p.name) if project.runs_dir.is_dir() else []
+    for run in runs:  # oldest first: a newer run overwrites
+        found.update(predictionFiles([], run / "predictions"))
+    return found
 
 
 def predictionFiles(outputs: Sequence[tuple[str, str]], folder: Path) -> list[tuple[str, Path]]:

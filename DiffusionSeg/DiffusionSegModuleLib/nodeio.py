@@ -347,10 +347,38 @@ def new_markups(ctx: MRMLContext, landmark_names: Sequence[str], name: str):
 
     node = ctx.add_node("vtkMRMLMarkupsFiducialNode", name)
     node.CreateDefaultDisplayNodes()
-    for landmark in landmark_names:
-        index = node.AddControlPoint(vtk.vtkVector3d(0, 0, 0), landmark)
-        node.UnsetNthControlPointPosition(index)
+    complete_markups(node, landmark_names)
     return node
+
+
+def complete_markups(node, landmark_names: Sequence[str]) -> None:
+    """Give ``node`` one control point per landmark (missing ones added unplaced) and lock
+    the number of points.
+
+    Locked, persistent place mode places the unplaced named points one click at a time
+    and then stops adding points: without the lock it goes on adding unnamed points after
+    the last landmark, which Save must refuse.
+    """
+    import vtk
+
+    node.SetFixedNumberOfControlPoints(False)
+    present = {node.GetNthControlPointLabel(i) for i in range(node.GetNumberOfControlPoints())}
+    for landmark in landmark_names:
+        if landmark not in present:
+            index = node.AddControlPoint(vtk.vtkVector3d(0, 0, 0), landmark)
+            node.UnsetNthControlPointPosition(index)
+    node.SetFixedNumberOfControlPoints(True)
+
+
+def landmark_states(node, landmark_names: Sequence[str]) -> list[tuple[str, int, bool]]:
+    """``(name, control point index or -1, placed)`` for each landmark, in project order."""
+    index = {node.GetNthControlPointLabel(i): i for i in range(node.GetNumberOfControlPoints())}
+    states = []
+    for landmark in landmark_names:
+        i = index.get(landmark, -1)
+        placed = i >= 0 and node.GetNthControlPointPositionStatus(i) == node.PositionDefined
+        states.append((landmark, i, placed))
+    return states
 
 
 def defined_points(markups_node) -> dict[str, tuple[float, float, float]]:

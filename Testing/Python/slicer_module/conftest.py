@@ -47,3 +47,6 @@ def mrml(slicer_core):
     context = MRMLContext.create()
     yield context
     context.scene.Clear(1)
+
+
+from harness_fixtures import slicer_harness, slicer_panel  # noqa: E402,F401  (fixtures for the harness tests)

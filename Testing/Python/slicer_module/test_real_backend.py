@@ -211,8 +211,10 @@ def test_landmarks_project_random_init_finetune_predict(logic, mrml, sample, tmp
     folder = run / "predictions"
     assert sorted(record.result.state.outputs) == [(c, str(folder / f"{c}.mrk.json")) for c in cases[2:]]
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{c}{s}" for c in cases[2:] for s in (".csv", ".mrk.json"))
-    assert len(record.loaded_nodes) == 2
-    for node, case, volume in zip(record.loaded_nodes, cases[2:], volumes[2:]):
+    # The first case opens with its prediction; the other opens from the case list (one at a time).
+    assert list(record.predictions) == cases[2:] and len(record.loaded_nodes) == 1
+    loaded = [record.loaded_nodes[0], logic.openCase(project, cases[3])[1]]
+    for node, case, volume in zip(loaded, cases[2:], volumes[2:]):
         assert node.IsA("vtkMRMLMarkupsFiducialNode") and node.GetAttribute("DiffusionSeg.Case") == case
         placed = nodeio.defined_points(node)
         assert list(placed) == names

@@ -1,0 +1,276 @@
+"""The module's panel, Logic, parameter node and self-test on Slicer's own Python layer.
+
+Each test runs once per supported Slicer release (5.8.1 and 5.12.3): Slicer's real
+ScriptedLoadableModule.py, parameterNodeWrapper, util.py and i18n.py over slicer-core's
+MRML, the real .ui through Qt's QUiLoader, and stand-ins only for Slicer's C++ widgets
+(harness/standins.py names each one). Runs use the fake backend (fake_diffusionseg.py)
+except the self-test, which trains a tiny real model.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+MODULE_FILE = REPO / "DiffusionSeg" / "DiffusionSeg.py"
+UI_FILE = REPO / "DiffusionSeg" / "Resources" / "UI" / "DiffusionSeg.ui"
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def add_volume(name, seed, shape=(1, 12, 10), spacing=(0.7, 0.8, 1.0)):
+    """A scene volume made as Slicer's own util.addVolumeFromArray makes it."""
+    import slicer
+
+    array = np.random.default_rng(seed).integers(0, 100, size=shape).astype(np.int16)
+    volume = slicer.util.addVolumeFromArray(array, name=name)
+    volume.SetSpacing(*spacing)
+    return volume
+
+
+def use_fake_backend(widget, monkeypatch):
+    """Point the panel's Logic at the fake backend (a real child process speaking the protocol)."""
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.delenv("FAKE_DIFFUSIONSEG_FAIL", raising=False)
+    widget.logic.process.python_executable = sys.executable
+    widget.logic.process.backend_dir = str(HERE)
+    widget.logic.process.module = "fake_diffusionseg"
+
+
+def wait_for_run(harness, timeout=60.0):
+    """Let the panel's QTimer poll the run until it ends (the event loop runs meanwhile)."""
+    widget = harness.widget
+    deadline = time.monotonic() + timeout
+    while widget.logic.isRunning() or widget.pollTimer.isActive():
+        assert time.monotonic() < deadline, "the run did not end"
+        harness.process_events(0.05)
+    return widget.logic.lastRun
+
+
+def open_project(harness, folder, task="segmentation", names="liver, spleen", dims="2D"):
+    ui = harness.widget.ui
+    ui.projectDirPathLineEdit.currentPath = str(folder)
+    ui.taskComboBox.currentIndex = ui.taskComboBox.findText(task)
+    ui.dimsComboBox.currentIndex = ui.dimsComboBox.findText(dims)
+    ui.namesLineEdit.text = names
+    ui.openProjectButton.click()
+    return harness.widget.logic.currentProject()
+
+
+def case_table(ui):
+    table = ui.caseTable
+    return [(table.item(r, 0).text(), table.item(r, 1).text()) for r in range(table.rowCount)]
+
+
+def background_of_views(slicer):
+    scene = slicer.mrmlScene
+    return {scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode").GetBackgroundVolumeID()
+            for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))}
+
+
+# -- the .ui file ---------------------------------------------------------------------
+
+
+def test_ui_loads_without_warnings_and_has_every_widget_the_module_uses(slicer_harness):
+    import slicer
+
+    widget = slicer.util.loadUI(str(UI_FILE))
+    assert slicer_harness.qt_messages == []
+    ui = slicer.util.childWidgetVariables(widget)
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))
+    missing = sorted(name for name in used if not hasattr(ui, name))
+    assert missing == [], f"DiffusionSeg.py uses widgets the .ui does not have: {missing}"
+
+    # Every widget bound to the parameter node names a real parameter, and each GUI parameter is bound.
+    root = ET.parse(UI_FILE).getroot()
+    bound = {p.find("string").text for p in root.iter("property") if p.get("name") == "SlicerParameterName"}
+    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    node_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DiffusionSegParameterNode")
+    parameters = {s.target.id for s in node_class.body if isinstance(s, ast.AnnAssign)}
+    assert bound == parameters
+
+
+def test_layout_checker_catches_a_cell_taken_twice(slicer_harness):
+    """The check above can fail: two widgets in one form cell (the old Fine-tune form) is reported."""
+    import qt
+
+    root = ET.parse(UI_FILE).getroot()
+    for item in root.iter("item"):
+        child = item.find("widget")
+        if child is not None and child.get("name") == "taskModelPathLineEdit":
+            item.set("row", "2")  # the row of the Fine-tune button
+            break
+    else:
+        raise AssertionError("taskModelPathLineEdit not found")
+    broken = ET.tostring(root, encoding="unicode")
+    buffer = qt.QBuffer()
+    buffer.setData(qt.QByteArray(broken.encode()))
+    qt.QUiLoader().load(buffer)
+    assert any("already occupied" in m for m in slicer_harness.qt_messages)
+
+
+# -- module, logic, parameter node -----------------------------------------------------
+
+
+def test_module_and_logic_construct_as_in_slicer(slicer_harness):
+    import slicer
+
+    module = slicer_harness.load_module(with_widget=False)
+    assert slicer.modules.diffusionseg.title == "DiffusionSeg"
+    assert "DiffusionSeg" in slicer.selfTests
+    logic = module.DiffusionSegLogic()  # Slicer's ScriptedLoadableModuleLogic.__init__ runs super().__init__()
+    p = logic.getParameterNode()
+    assert p.annotationNode is None and p.task == "segmentation" and p.finetuneIterations == 300
+    segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    p.annotationNode = segmentation
+    assert logic.getParameterNode().annotationNode is segmentation
+    p.annotationNode = None
+
+
+def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
+    """Create a project, annotate, save to the right case, run and cancel, predict, review, correct."""
+    import slicer
+
+    widget, ui = slicer_panel.widget, slicer_panel.widget.ui
+    use_fake_backend(widget, monkeypatch)
+    project = open_project(slicer_panel, tmp_path / "proj")
+    assert project is not None and project.classes == ["liver", "spleen"]
+    assert not ui.taskComboBox.enabled  # a project's task is fixed once created
+    assert ui.segmentEditorWidget.visible is False or ui.segmentEditorWidget.isVisibleTo(widget.parent)
+    assert not ui.landmarksTable.isVisibleTo(widget.parent)
+
+    volumes = [add_volume(f"chest {i}", i) for i in range(4)]
+    for volume in volumes:
+        ui.inputVolumeSelector.setCurrentNode(volume)
+        ui.addVolumeButton.click()
+    assert [status for _case, status in case_table(ui)] == ["unlabeled"] * 4
+    cases = [case for case, _status in case_table(ui)]
+
+    # Annotate the first case in the embedded Segment Editor.
+    ui.inputVolumeSelector.setCurrentNode(volumes[0])
+    ui.annotateButton.click()
+    annotation = widget._parameterNode.annotationNode
+    assert annotation is not None and annotation.GetAttribute("DiffusionSeg.Case") == cases[0]
+    assert ui.segmentEditorWidget.segmentationNode() is annotation
+    assert ui.segmentEditorWidget.sourceVolumeNode() is volumes[0]
+    mask = np.zeros((1, 12, 10), np.uint8)
+    mask[0, 3:8, 2:6] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(mask, annotation, "liver", volumes[0])
+
+    # Open another case, then save the first case's annotation: it is written as the first case's label.
+    ui.caseTable.cellClicked.emit(1, 0)
+    assert widget._parameterNode.inputVolume is volumes[1]
+    assert background_of_views(slicer) == {volumes[1].GetID()}
+    widget._parameterNode.annotationNode = annotation
+    ui.saveAnnotationButton.click()
+    assert project.label_path(cases[0]) is not None and project.label_path(cases[1]) is None
+    assert dict(case_table(ui))[cases[0]] == "labeled"
+
+    # Start pretraining, then cancel it with the same button.
+    ui.pretrainIterationsSpinBox.value = 1000
+    ui.pretrainButton.click()
+    assert widget.logic.isRunning() and ui.pretrainButton.text == "Cancel" and not ui.finetuneButton.enabled
+    slicer_panel.process_events(1.0)
+    ui.pretrainButton.click()
+    record = wait_for_run(slicer_panel)
+    assert record.result.status == "cancelled"
+    assert ui.pretrainButton.text == "Pretrain on all project images" and ui.pretrainButton.enabled
+    assert ui.logTextEdit.toPlainText().strip()  # the backend's lines were shown
+
+    # A short pretraining and fine-tuning: the new models are offered for the next step.
+    ui.pretrainIterationsSpinBox.value = 3
+    ui.pretrainButton.click()
+    record = wait_for_run(slicer_panel)
+    assert record.result.status == "done", record.result.message
+    assert widget._parameterNode.pretrainedModel == record.out
+    ui.finetuneIterationsSpinBox.value = 2
+    ui.finetuneButton.click()
+    record = wait_for_run(slicer_panel)
+    assert record.result.status == "done", record.result.message
+    assert widget._parameterNode.taskModel == record.out
+
+    # Predict all unlabeled: one case opens with its prediction, the others wait in the case list.
+    ui.predictUnlabeledButton.click()
+    record = wait_for_run(slicer_panel)
+    assert record.result.status == "done", record.result.message
+    assert sorted(record.predictions) == cases[1:]
+    assert len(record.loaded_nodes) == 1
+    first = record.loaded_nodes[0]
+    assert widget._parameterNode.annotationNode is first
+    assert widget._parameterNode.inputVolume is volumes[1]
+    assert background_of_views(slicer) == {volumes[1].GetID()}
+    assert [s for _c, s in case_table(ui)] == ["labeled"] + ["predicted: review"] * 3
+    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 2  # the annotation, one prediction
+
+    # Review the next case: its prediction loads, the previous one is hidden.
+    ui.caseTable.cellClicked.emit(2, 0)
+    second = widget._parameterNode.annotationNode
+    assert second is not first and second.GetAttribute("DiffusionSeg.Case") == cases[2]
+    assert second.GetDisplayNode().GetVisibility() and not first.GetDisplayNode().GetVisibility()
+    assert background_of_views(slicer) == {volumes[2].GetID()}
+
+    # Correct it and save: the prediction becomes the case's label.
+    ui.saveAnnotationButton.click()
+    assert dict(case_table(ui))[cases[2]] == "labeled"
+    ui.show3DButton.click()
+    assert second.GetDisplayNode().GetVisibility3D()
+    assert second.GetSegmentation().ContainsRepresentation("Closed surface")
+
+
+def test_panel_landmarks_stop_at_the_project_landmarks(slicer_panel, tmp_path, monkeypatch):
+    import slicer
+
+    widget, ui = slicer_panel.widget, slicer_panel.widget.ui
+    use_fake_backend(widget, monkeypatch)
+    project = open_project(slicer_panel, tmp_path / "lm", task="landmarks", names="sella, nasion, menton")
+    assert project.landmark_names == ["sella", "nasion", "menton"]
+    assert ui.landmarksTable.isVisibleTo(widget.parent) and not ui.segmentEditorWidget.isVisibleTo(widget.parent)
+    volume = add_volume("ceph", 0)
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.annotateButton.click()
+    points = widget._parameterNode.annotationNode
+    table = ui.landmarksTable
+
+    def statuses():
+        return [(table.item(r, 0).text(), table.item(r, 1).text()) for r in range(table.rowCount)]
+
+    assert statuses() == [("sella", "next"), ("nasion", "not placed"), ("menton", "not placed")]
+    ui.placeLandmarksButton.click()
+    interaction = slicer.app.applicationLogic().GetInteractionNode()
+    assert interaction.GetCurrentInteractionMode() == interaction.Place
+    for i in range(3):  # what three clicks in a view do: each defines the next unplaced point
+        points.SetNthControlPointPosition(i, 1.0 + i, 2.0, 0.0)
+    assert [s for _n, s in statuses()] == ["placed"] * 3
+    assert interaction.GetCurrentInteractionMode() == interaction.ViewTransform  # placing stopped
+    assert points.AddControlPoint(1, 1, 0) == -1  # a fourth, unnamed point cannot be added
+    assert points.GetNumberOfControlPoints() == 3
+
+    table.selectRow(1)
+    ui.replaceLandmarkButton.click()
+    assert [s for _n, s in statuses()] == ["placed", "next", "placed"]
+    points.SetNthControlPointPosition(1, 5.0, 5.0, 0.0)
+    ui.saveAnnotationButton.click()
+    saved = project.label_path(project.cases()[0])
+    assert saved is not None and saved.name.endswith(".mrk.json")
+
+
+# -- the module's own self-test (real backend, tiny model) -----------------------------
+
+
+@pytest.mark.slow
+def test_module_self_test_runs_to_the_end(slicer_harness):
+    """DiffusionSegTest, as Slicer's SelfTests / ctest run it: tiny pretrain, fine-tune, predict, checks."""
+    import slicer
+
+    slicer_harness.load_module(with_widget=False)
+    slicer.selfTests["DiffusionSeg"](msec=0)
