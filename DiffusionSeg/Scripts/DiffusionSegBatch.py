@@ -31,21 +31,22 @@ from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 
 backend.ensure_importable()
 from DiffusionSegLib.errors import UserError  # noqa: E402
+from DiffusionSegLib.project import MODALITIES, TASKS  # noqa: E402
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="DiffusionSegBatch", description=__doc__.splitlines()[0])
     parser.add_argument("--project", required=True, type=Path, help="project folder")
     parser.add_argument("--create", action="store_true", help="create the project if it does not exist")
-    parser.add_argument("--task", choices=["segmentation", "landmarks"], default="segmentation")
+    parser.add_argument("--task", choices=TASKS, default=TASKS[0])
     parser.add_argument("--dims", type=int, choices=[2, 3], default=3)
     parser.add_argument("--names", default="", help="class or landmark names, comma-separated")
-    parser.add_argument("--modality", choices=["xray", "ct", "mri", "other"], default="other")
+    parser.add_argument("--modality", choices=MODALITIES, default="other")
     parser.add_argument("--add-images", type=Path, help="copy the images of this folder into the project")
     parser.add_argument("--pretrain", action="store_true")
     parser.add_argument("--pretrain-iterations", type=int, default=2000)
     parser.add_argument("--finetune", action="store_true")
-    parser.add_argument("--finetune-iterations", type=int, default=1000)
+    parser.add_argument("--finetune-iterations", type=int, default=300)  # the backend's default (finetune_cmd.py)
     parser.add_argument("--mode", choices=["full", "probe", "mlp"], default="full",
                         help="full: fine-tune the whole U-Net; probe/mlp: frozen pretrained U-Net and a trained head")
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
