@@ -274,3 +274,33 @@ def test_module_self_test_runs_to_the_end(slicer_harness):
 
     slicer_harness.load_module(with_widget=False)
     slicer.selfTests["DiffusionSeg"](msec=0)
+
+
+def test_panel_opens_in_a_fresh_slicer_without_the_backend_packages(tmp_path):
+    """A new user's first step: Slicer has none of torch, MONAI, einops, safetensors, slicerio,
+    tqdm, pynrrd, matplotlib yet. The panel must still open (they install from it), on both releases."""
+    import subprocess
+
+    from harness import available
+
+    reason = available()
+    if reason:
+        pytest.skip(reason)
+    blocked = ["torch", "monai", "einops", "safetensors", "slicerio", "tqdm", "nrrd", "matplotlib"]
+    script = (
+        "import sys\n"
+        f"for name in {blocked!r}: sys.modules[name] = None  # import fails as if not installed\n"
+        "from harness import VERSIONS, SlicerHarness\n"
+        "for version in VERSIONS:\n"
+        "    h = SlicerHarness(version).install()\n"
+        "    h.load_module(with_widget=True)\n"
+        "    assert h.qt_messages == [], h.qt_messages\n"
+        "    h.widget.ui.projectDirPathLineEdit.currentPath = sys.argv[1] + '/' + version\n"
+        "    h.widget.ui.namesLineEdit.text = 'liver'\n"
+        "    h.widget.ui.openProjectButton.click()\n"
+        "    assert h.widget.logic.currentProject() is not None\n"
+        "    h.uninstall()\n"
+        "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=HERE, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
