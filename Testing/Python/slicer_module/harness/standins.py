@@ -288,7 +288,8 @@ class qSlicerApplication:
         self.temporaryPath = temporary_path
         self.applicationName = "Slicer"
         self.exitCode = None
-        self.commandOptions = lambda: types.SimpleNamespace(runPythonAndExit=True)
+        self._commandOptions = types.SimpleNamespace(runPythonAndExit=True, testingEnabled=True, noMainWindow=True)
+        self.commandOptions = lambda: self._commandOptions
 
     def testingEnabled(self):
         return True  # Slicer's own self-tests run so: dialogs log and return their default
