@@ -757,17 +757,21 @@ class DiffusionSegTest(ScriptedLoadableModuleTest):
     def test_DiffusionSeg_FinetuneAndPredict(self):
         import tempfile
 
-        import numpy as np
-
-        from DiffusionSegModuleLib import nodeio, projectfiles
-
         self.delayDisplay("Starting the test")
         logic = DiffusionSegLogic()
         missing = dependencies.missing_requirements()
         if missing or dependencies.torch_problem() is not None:
             # CI must not install packages behind the user's back: say what is missing instead.
             self.skipTest(f"DiffusionSeg dependencies missing: {missing or ['torch']}. Use 'Install dependencies'.")
-        folder = Path(tempfile.mkdtemp(prefix="DiffusionSegTest-"))
+        with tempfile.TemporaryDirectory(prefix="DiffusionSegTest-") as folder:
+            self._finetuneAndPredict(logic, Path(folder))
+        self.delayDisplay("Test passed")
+
+    def _finetuneAndPredict(self, logic, folder: Path):
+        import numpy as np
+
+        from DiffusionSegModuleLib import nodeio, projectfiles
+
         project = logic.createProject(folder / "project", "segmentation", 2, ["disc"], "other")
 
         # Sample data: bright discs on noise in 2D single-slice volumes; the disc is the label.
@@ -831,4 +835,3 @@ class DiffusionSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(saved["case"], case)  # the prediction's own case, not the current image's
         self.assertEqual(len(project.labeled_cases()), 3)
         self.assertEqual([row.status for row in logic.caseRows(project)], ["labeled"] * 3)
-        self.delayDisplay("Test passed")
