@@ -304,3 +304,24 @@ def test_panel_opens_in_a_fresh_slicer_without_the_backend_packages(tmp_path):
     result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=HERE, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stdout + result.stderr
+
+
+def test_closing_slicer_cancels_the_running_backend(slicer_panel, tmp_path, monkeypatch):
+    """Slicer unloads its modules when it closes: the panel's cleanup() stops the run, which
+    ends as cancelled (its last checkpoint kept) instead of running on without Slicer."""
+    import slicer
+
+    widget, ui = slicer_panel.widget, slicer_panel.widget.ui
+    use_fake_backend(widget, monkeypatch)
+    open_project(slicer_panel, tmp_path / "proj")
+    ui.inputVolumeSelector.setCurrentNode(add_volume("chest", 0))
+    ui.addVolumeButton.click()
+    ui.pretrainIterationsSpinBox.value = 100_000
+    ui.pretrainButton.click()
+    assert widget.logic.isRunning()
+    slicer_panel.process_events(0.5)
+    slicer.app.moduleManager().moduleAboutToBeUnloaded.emit("DiffusionSeg")  # what Slicer emits at exit
+    assert not widget.pollTimer.isActive()
+    record = widget.logic.wait(timeout=60)
+    assert record is not None and record.result.status == "cancelled"
+    slicer_panel.widget = None  # already cleaned up
