@@ -15,6 +15,7 @@ from DiffusionSegLib.cli.main import main
 from DiffusionSegLib.errors import UserError
 from DiffusionSegLib.training.checkpoint import load_config, load_weights
 from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from blind_baselines import zero_noise_loss
 
 
 def blob_images(folder: Path, n: int = 8, size: int = 32, dims: int = 2, seed: int = 0) -> Path:
@@ -55,6 +56,8 @@ def test_loss_falls_and_model_is_complete(tmp_path):
     losses = loss_rows(out)
     assert len(losses) == 60
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5]), losses
+    # Below half the loss of predicting zero noise, which any model that ignores its input can do.
+    assert np.mean(losses[-10:]) < 0.5 * zero_noise_loss((8, 1, 32, 32)), losses
     config = load_config(out)
     assert config["kind"] == "pretrained" and config["training"]["step"] == 60
     assert config["preprocessing"]["normalisation"]["method"] == "percentile"

@@ -22,6 +22,7 @@ from DiffusionSegLib.predict.run import PredictOptions, predict
 from DiffusionSegLib.probe import build_probe_network
 from DiffusionSegLib.sample_data import generate_sample_dataset
 from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from blind_baselines import atlas_scores, required_dice, shifted_phantoms
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 DIFFUSION = {"num_train_timesteps": 1000, "schedule": "linear_beta"}
@@ -32,11 +33,25 @@ def probe_spec(mode: str = "probe", timesteps=(10, 30, 60)) -> dict:
             "hidden": 16, "diffusion": DIFFUSION}
 
 
+TRAIN = [f"case_{i:03d}" for i in range(5)]
+TEST = [f"case_{i:03d}" for i in range(5, 10)]
+
+
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
+    """10 chest phantoms, 24 px across at 11.2 mm/px, each moved to a random place in a
+    32 x 32 canvas, so the atlas of the training masks cannot pass for a model (it scores
+    Dice 0.87 on phantoms whose anatomy stays put)."""
     root = tmp_path_factory.mktemp("phantoms")
-    generate_sample_dataset(root / "data", dims=2, n_cases=10, size=(32, 32), seed=5)
-    return root / "data"
+    generate_sample_dataset(root / "centred", dims=2, n_cases=10, size=(24, 24), seed=5, spacing=[11.2, 11.2])
+    return shifted_phantoms(root / "centred", root / "data", (32, 32), seed=5)
+
+
+@pytest.fixture(scope="module")
+def atlas(dataset, tmp_path_factory) -> dict:
+    """The image-blind baseline: the best atlas of the TRAIN masks, scored on TEST."""
+    return atlas_scores(dataset / "labels", dataset / "images", TRAIN, TEST, CLASSES,
+                        tmp_path_factory.mktemp("atlas"))
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +70,11 @@ def labels_of(dataset: Path, dst: Path, cases: list[str]) -> Path:
 
 
 def held_out_scores(dataset: Path, model: Path, tmp_path: Path) -> dict:
-    """Predict the held-out phantoms case_005..009 and score them against their labels."""
+    """Predict the held-out phantoms (TEST) and score them against their labels."""
     test = tmp_path / "test"
     test.mkdir()
-    for i in range(5, 10):
-        (test / f"case_{i:03d}.nrrd").symlink_to(dataset / "images" / f"case_{i:03d}.nrrd")
+    for case in TEST:
+        (test / f"{case}.nrrd").symlink_to(dataset / "images" / f"{case}.nrrd")
     predict(PredictOptions(model=model, images=test, out=tmp_path / "pred", device="cpu", progress="none"))
     return evaluate_segmentations(tmp_path / "pred", dataset / "labels", CLASSES)["summary"]
 
@@ -94,13 +109,14 @@ def test_mlp_ensemble_outputs_log_mean_probabilities():
     assert torch.equal(pairs[0][1], again[0][1]) and len(set(pairs[0][1].flatten().tolist())) > 1
 
 
-def test_probe_trains_head_only_and_predicts_deterministically(dataset, pretrained, tmp_path):
-    """The backbone stays bit-identical; the head learns (Dice far above chance); prediction repeats."""
-    labels = labels_of(dataset, tmp_path / "labels", [f"case_{i:03d}" for i in range(5)])
+def test_probe_trains_head_only_and_predicts_deterministically(dataset, pretrained, atlas, tmp_path):
+    """The backbone stays bit-identical; the head learns (Dice far above chance and the
+    atlas); prediction repeats."""
+    labels = labels_of(dataset, tmp_path / "labels", TRAIN)
     model = tmp_path / "probe"
     finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels, out=model,
                              pretrained=pretrained, classes=CLASSES, mode="probe", probe_timesteps=[5, 50],
-                             probe_hidden=16, iterations=80, batch_size=5, learning_rate=3e-3, checkpoint_every=80,
+                             probe_hidden=16, iterations=160, batch_size=5, learning_rate=3e-3, checkpoint_every=160,
                              device="cpu", progress="none"))
     config = json.loads((model / "config.json").read_text())
     assert config["mode"] == "probe" and config["probe"]["timesteps"] == [5, 50]
@@ -111,20 +127,22 @@ def test_probe_trains_head_only_and_predicts_deterministically(dataset, pretrain
 
     summary = held_out_scores(dataset, model, tmp_path)
     assert summary["mean_dice"] > 0.5, summary  # chance for these small organs is well under 0.2
+    assert summary["mean_dice"] >= required_dice(atlas["mean_dice"]), (summary, atlas)  # atlas: about 0.26
 
     loaded = load_task_model(model, "cpu")
     image = np.random.default_rng(0).uniform(-1, 1, (32, 32)).astype(np.float32)
     assert np.array_equal(network_output(loaded, image), network_output(loaded, image))
 
 
-def test_mlp_mode_learns(dataset, pretrained, tmp_path):
-    labels = labels_of(dataset, tmp_path / "labels", [f"case_{i:03d}" for i in range(5)])
+def test_mlp_mode_learns(dataset, pretrained, atlas, tmp_path):
+    labels = labels_of(dataset, tmp_path / "labels", TRAIN)
     model = tmp_path / "mlp"
     finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels, out=model,
-                             pretrained=pretrained, classes=CLASSES, mode="mlp", mlp_members=2, iterations=60,
-                             batch_size=5, learning_rate=3e-3, checkpoint_every=60, device="cpu", progress="none"))
+                             pretrained=pretrained, classes=CLASSES, mode="mlp", mlp_members=2, iterations=100,
+                             batch_size=5, learning_rate=3e-3, checkpoint_every=100, device="cpu", progress="none"))
     summary = held_out_scores(dataset, model, tmp_path)
     assert summary["mean_dice"] > 0.4, summary
+    assert summary["mean_dice"] >= required_dice(atlas["mean_dice"]), (summary, atlas)  # atlas: about 0.26
 
 
 def test_probe_sliding_window_equals_whole_volume(tmp_path):
