@@ -1,10 +1,14 @@
-"""Shared pieces of the label-efficiency benchmarks: case subsets, the results file, table, plot."""
+"""Shared pieces of the label-efficiency benchmarks: case subsets, the results file, table, plot,
+and the protocol: provenance of every record, the pretraining's own record, paired bootstrap CIs."""
 
 from __future__ import annotations
 
+import csv
+import functools
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,6 +73,83 @@ def open_report(json_path: Path, args) -> dict:
     return report
 
 
+@functools.lru_cache(maxsize=1)
+def provenance() -> dict:
+    """What produced a record: git commit (and whether the tree was dirty), library versions, machine."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*cmd: str) -> str:
+        try:
+            return subprocess.run(["git", *cmd], cwd=repo, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    for name in ("torch", "monai", "SimpleITK"):
+        try:
+            versions[name] = getattr(__import__(name), "__version__", "?")
+        except ImportError:
+            versions[name] = None
+    try:
+        import torch
+
+        torch_threads = torch.get_num_threads()
+    except ImportError:
+        torch_threads = None
+    return {"git_commit": git("rev-parse", "HEAD") or None, "git_dirty": bool(git("status", "--porcelain")),
+            "versions": versions,
+            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                        "cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                        "torch_threads": torch_threads}}
+
+
+def pretraining_record(model_dir: Path | None) -> dict | None:
+    """The pretraining's own record, from its model folder: objective, network preset, training
+    settings and step reached (config.json), final loss and wall time (runs/*/loss.csv), and
+    the summary of its ``done`` event (images/s) when events.jsonl has one."""
+    if model_dir is None:
+        return None
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    record = {"path": str(model_dir), "objective": config.get("objective"), "preset": config["network"].get("preset"),
+              "image_size": config["preprocessing"].get("image_size"), "training": config.get("training"),
+              "created_by": config.get("created_by")}
+    runs = sorted((model_dir / "runs").glob("*/loss.csv"))
+    if runs:
+        rows = list(csv.DictReader(runs[-1].open()))
+        if rows:
+            last = rows[-50:]
+            record.update(loss_csv=str(runs[-1].relative_to(model_dir)), steps_logged=int(rows[-1]["step"]),
+                          final_loss=float(rows[-1]["loss"]),
+                          final_loss_mean_last50=float(np.mean([float(r["loss"]) for r in last])),
+                          wall_seconds=round(float(rows[-1]["seconds"]), 1))
+            steps, seconds = int(rows[-1]["step"]), float(rows[-1]["seconds"])
+            batch = (config.get("training") or {}).get("batch_size")
+            if batch and seconds > 0:
+                record["images_per_second"] = round(steps * batch / seconds, 2)
+        events = runs[-1].parent / "events.jsonl"
+        if events.exists():
+            done = [json.loads(line) for line in events.read_text().splitlines() if '"done"' in line]
+            if done:
+                record["done_event"] = done[-1]
+    return record
+
+
+def paired_bootstrap(a: dict, b: dict, resamples: int = 10_000, seed: int = 0) -> dict | None:
+    """Mean of the paired difference a - b over the keys (draws) both have, with a 95% percentile
+    bootstrap interval (draws resampled with replacement, numpy, seeded); None without pairs."""
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return None
+    diff = np.array([a[k] - b[k] for k in keys], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(diff.mean()), "ci95": [float(low), float(high)], "pairs": len(keys),
+            "wins": int((diff > 0).sum()), "differences": [float(d) for d in diff], "resamples": resamples,
+            "seed": seed}
+
+
 def save_report(json_path: Path, report: dict) -> None:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -121,22 +202,35 @@ def apply_quick(args, quick: dict) -> None:
             setattr(args, key, value)
 
 
-def run_grid(args, report: dict, json_path: Path, run_one, describe) -> None:
+def _variant_key(variant: dict | None) -> str:
+    return json.dumps(variant or {}, sort_keys=True)
+
+
+def run_grid(args, report: dict, json_path: Path, run_one, describe, variants=None, seeds_outer: bool = False) -> None:
     """Run ``run_one(method, n, seed)`` for every combination not yet in ``report``.
 
     Each record is saved as soon as it exists, so an interrupted benchmark resumes
     where it stopped; ``describe(record)`` is the line printed after each run.
+    ``variants(method, n)``: a list of settings dicts (e.g. learning rate and steps) to run
+    each combination with, as ``run_one(method, n, seed, variant)``; the record keeps it
+    under "variant". ``seeds_outer``: loop draws outside N, so a stopped grid has whole pairs.
     """
-    done = {(r["method"], r["n"], r["seed"]) for r in report["records"]}
+    done = {(r["method"], r["n"], r["seed"], _variant_key(r.get("variant"))) for r in report["records"]}
     t0 = time.monotonic()
-    for n in args.ns:
-        for seed in args.seeds:
-            for method in args.methods:
-                if (method, n, seed) in done:
+    order = ([(n, s) for s in args.seeds for n in args.ns] if seeds_outer else
+             [(n, s) for n in args.ns for s in args.seeds])
+    for n, seed in order:
+        for method in args.methods:
+            for variant in (variants(method, n) if variants else [None]):
+                if (method, n, seed, _variant_key(variant)) in done:
                     continue
-                record = run_one(method, n, seed)
+                record = run_one(method, n, seed) if variants is None else run_one(method, n, seed, variant)
+                if variant is not None:
+                    record["variant"] = variant
+                record.setdefault("provenance", provenance())
                 report["records"].append(record)
                 save_report(json_path, report)
-                print(f"{method} N={n} seed={seed}: {describe(record)} ({record['finetune_seconds']} s)", flush=True)
+                print(f"{method} N={n} seed={seed} {_variant_key(variant) if variant else ''}: {describe(record)} "
+                      f"({record['finetune_seconds']} s)", flush=True)
     report["invocations"][-1]["wall_seconds"] = round(time.monotonic() - t0, 1)
     save_report(json_path, report)

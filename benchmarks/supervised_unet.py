@@ -1,0 +1,136 @@
+"""The plain supervised baseline: a MONAI BasicUNet trained nnU-Net-style from scratch on the N labeled cases.
+
+What a user who does not pretrain would run instead of DiffusionSeg: no diffusion model,
+no pretraining, a standard segmentation U-Net (instance norm, LeakyReLU, no timestep path)
+with its own augmentation (random affine, elastic, intensity scale/shift, gamma, noise),
+DiceCE, Adam with warm-up and cosine decay. Everything else is shared with the DiffusionSeg
+methods so the comparison is paired and fair:
+
+- the same cases (the benchmark's draw), read by the product's own ``SegmentationTask.load``,
+- the same preprocessing (``choose_preprocessing``: x-ray percentile normalisation, whole
+  image resized to the fine-tuning size, e.g. 64x64),
+- the same prediction path (``predict_segmentation``: softmax resampled back to the
+  256x256 image grid, then arg-max) and the same ``.seg.nrrd`` writer,
+- scored by the caller with the same ``evaluate_segmentations``.
+
+    from benchmarks.supervised_unet import SupervisedOptions, train_and_predict
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.networks.nets import BasicUNet
+from monai.transforms import (Compose, Rand2DElasticd, RandAdjustContrastd, RandAffined, RandGaussianNoised,
+                              RandScaleIntensityd, RandShiftIntensityd)
+
+from DiffusionSegLib.data.sampler import StepBatchSampler
+from DiffusionSegLib.finetune.cases import SEGMENTATION_SUFFIXES, labeled_cases
+from DiffusionSegLib.finetune.tasks import SegmentationTask
+from DiffusionSegLib.imageio import list_images, read_image
+from DiffusionSegLib.labels import write_seg_nrrd
+from DiffusionSegLib.nets import network_config
+from DiffusionSegLib.predict.engine import LoadedModel
+from DiffusionSegLib.predict.run import predict_segmentation
+from DiffusionSegLib.project import DEFAULT_COLORS, case_name
+from DiffusionSegLib.training.device import Precision
+from DiffusionSegLib.training.pretrain import PretrainOptions, choose_preprocessing
+
+FEATURES = (32, 32, 64, 128, 256, 32)   # MONAI BasicUNet's default widths (1.9 M parameters in 2D)
+
+
+@dataclass
+class SupervisedOptions:
+    iterations: int = 600
+    batch_size: int = 4
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 20
+    image_size: tuple[int, int] = (64, 64)
+    elastic: bool = True
+    seed: int = 0
+
+
+def augmentation(elastic: bool) -> Compose:
+    """nnU-Net-flavoured 2D augmentation on ``{"image": (1, H, W), "label": (1, H, W)}`` (normalised image)."""
+    spatial = [RandAffined(keys=["image", "label"], prob=0.9, rotate_range=(math.radians(15),), scale_range=(0.15, 0.15),
+                           translate_range=(4, 4), mode=["bilinear", "nearest"], padding_mode=["border", "zeros"])]
+    if elastic:
+        spatial.append(Rand2DElasticd(keys=["image", "label"], prob=0.3, spacing=(16, 16), magnitude_range=(1, 2),
+                                      mode=["bilinear", "nearest"], padding_mode=["border", "zeros"]))
+    intensity = [RandScaleIntensityd(keys="image", factors=0.15, prob=0.5),
+                 RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+                 RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3),
+                 RandGaussianNoised(keys="image", std=0.03, prob=0.15)]
+    return Compose(spatial + intensity)
+
+
+def build_network(out_channels: int) -> torch.nn.Module:
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=out_channels, features=FEATURES)
+
+
+def lr_at(opts: SupervisedOptions, step: int) -> float:
+    """Linear warm-up, then cosine decay to 0 (the same shape as DiffusionSeg's fine-tuning schedule)."""
+    if step < opts.warmup_steps:
+        return opts.learning_rate * (step + 1) / opts.warmup_steps
+    progress = (step - opts.warmup_steps) / max(1, opts.iterations - opts.warmup_steps)
+    return opts.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, classes: list[str],
+                      opts: SupervisedOptions) -> dict:
+    """Train on the cases labeled in ``labels``, predict every image of ``test_images`` into ``out``.
+
+    Returns: ``{"final_loss", "train_seconds", "predict_seconds", "parameters", "options"}``.
+    """
+    torch.manual_seed(opts.seed)
+    cases = labeled_cases(images, labels, SEGMENTATION_SUFFIXES)
+    prep = choose_preprocessing(PretrainOptions(images=images, out=out, image_size=list(opts.image_size),
+                                                modality="xray"), 2, cases[0].image, network_config("tiny", 2))
+    colors = [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(len(classes))]
+    task = SegmentationTask(classes=list(classes), colors=colors)
+    loaded = [task.load(case, prep) for case in cases]
+    net = build_network(task.out_channels)
+    optimizer = torch.optim.Adam(net.parameters(), lr=opts.learning_rate, weight_decay=opts.weight_decay)
+    transform = augmentation(opts.elastic)
+    sampler = StepBatchSampler(len(cases), opts.batch_size, opts.iterations, seed=opts.seed)
+
+    t0 = time.monotonic()
+    net.train()
+    losses = []
+    for step, batch_items in enumerate(sampler):
+        items = []
+        for index, aug_seed in batch_items:
+            transform.set_random_state(seed=aug_seed)
+            out_case = transform({k: v.copy() for k, v in loaded[index].items()})
+            items.append({k: torch.as_tensor(np.asarray(v)) for k, v in out_case.items()})
+        batch = {"image": torch.stack([i["image"].float() for i in items]),
+                 "label": torch.stack([i["label"].long() for i in items])}
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(opts, step)
+        loss = task.loss(net(batch["image"]), batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 12.0)
+        optimizer.step()
+        losses.append(loss.item())
+    train_s = time.monotonic() - t0
+
+    t1 = time.monotonic()
+    net.eval()
+    device = torch.device("cpu")
+    model = LoadedModel(config={"kind": "segmentation", "task": task.describe(), "dims": 2}, network=net,
+                        preprocessing=prep, device=device, precision=Precision.choose(device, "fp32"))
+    out.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        for path in list_images(test_images):
+            labelmap = predict_segmentation(model, read_image(path))
+            write_seg_nrrd(labelmap, out / f"{case_name(path)}.seg.nrrd", classes, colors)
+    return {"final_loss": float(np.mean(losses[-20:])), "train_seconds": round(train_s, 1),
+            "predict_seconds": round(time.monotonic() - t1, 1),
+            "parameters": sum(p.numel() for p in net.parameters()), "options": asdict(opts)}
