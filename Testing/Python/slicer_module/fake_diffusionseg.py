@@ -26,6 +26,17 @@ import time
 from pathlib import Path
 
 
+def write_loss_curve(out, step):
+    """loss.png as the real backend draws it (its own renderer), so the panel has a curve to show."""
+    import numpy as np
+
+    from DiffusionSegLib.training.curves import render_png
+
+    steps = np.arange(1, step + 1, dtype=float)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out, "loss.png").write_bytes(render_png(steps, 1.0 / steps))
+
+
 def emit(**event):
     print(json.dumps(event), flush=True)
 
@@ -139,6 +150,7 @@ def main(argv=None):
         if step % 2 == 0:
             if args.out:
                 write_model(args.out, kind, args)
+                write_loss_curve(args.out, step)
             emit(event="checkpoint", stage=stage, step=step, path=args.out)
         if args.fail_user and step == 2:
             emit(event="error", stage=stage, message="labels/case_001.seg.nrrd: a JSON message")

@@ -193,6 +193,7 @@ def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     record = wait_for_run(slicer_panel)
     assert record.result.status == "done", record.result.message
     assert widget._parameterNode.pretrainedModel == record.out
+    assert not ui.lossCurveLabel.pixmap.isNull()  # the run's loss.png, shown in the panel
     ui.finetuneIterationsSpinBox.value = 2
     ui.finetuneButton.click()
     record = wait_for_run(slicer_panel)

@@ -75,6 +75,7 @@ class SlicerHarness:
         self.qt_messages: list[str] = []
         self.module = self.widget = self.modulePanel = None
         self._saved: dict = {}
+        self._added_module_path = False
 
     # -- install / uninstall ------------------------------------------------------
 
@@ -171,7 +172,7 @@ class SlicerHarness:
         for name in ("i18n", "ScriptedLoadableModule", "parameterNodeWrapper", "testing", "app", "mrmlScene",
                      "modules", "selfTests", "__getattr__"):
             self.slicer.__dict__.pop(name, None)
-        if str(MODULE_DIR) in sys.path:
+        if self._added_module_path and str(MODULE_DIR) in sys.path:
             sys.path.remove(str(MODULE_DIR))
         from . import uiloader
 
@@ -186,6 +187,7 @@ class SlicerHarness:
 
         if str(MODULE_DIR) not in sys.path:
             sys.path.insert(0, str(MODULE_DIR))
+            self._added_module_path = True
         python_module = _load_file("DiffusionSeg", MODULE_DIR / "DiffusionSeg.py")
         parent = standins.qSlicerScriptedLoadableModule(str(MODULE_DIR / "DiffusionSeg.py"))
         self.module = python_module.DiffusionSeg(parent)
