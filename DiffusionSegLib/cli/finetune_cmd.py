@@ -19,6 +19,22 @@ def add_parser(subparsers) -> None:
                               description="Fine-tune the pretrained U-Net (or a random one, --init random) on the "
                                           "annotated cases: each image in --images with an annotation of the same "
                                           "name in --labels (segmentation) or --landmarks.")
+    add_finetune_options(p)
+    p.add_argument("--mode", choices=("full", "probe", "mlp"), default="full",
+                   help="full: fine-tune the whole U-Net (default); probe: keep it frozen and train a small "
+                        "conv head on its decoder features at --probe-timesteps; mlp: a pixel-MLP ensemble "
+                        "on the same features (segmentation only)")
+    p.add_argument("--probe-timesteps", type=int, nargs="+", metavar="T",
+                   help="--mode probe/mlp: noise levels of the features (default 10 30 60)")
+    p.add_argument("--noise-seed", type=int, default=0, help="--mode probe/mlp: seed of the fixed feature noise")
+    p.add_argument("--mlp-members", type=int, default=10, help="--mode mlp: ensemble size (default 10)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
+    add_runtime_options(p)
+    p.set_defaults(run=run)
+
+
+def add_finetune_options(p: argparse.ArgumentParser) -> None:
+    """The options of one fine-tuning (shared with ``selftrain``, which fine-tunes every round)."""
     p.add_argument("--task", required=True, choices=("segmentation", "landmarks"))
     p.add_argument("--pretrained", type=Path, help="model folder written by pretrain")
     p.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
@@ -35,14 +51,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--timestep", type=int, default=0,
                    help="--mode full: the fixed diffusion timestep the network runs at")
-    p.add_argument("--mode", choices=("full", "probe", "mlp"), default="full",
-                   help="full: fine-tune the whole U-Net (default); probe: keep it frozen and train a small "
-                        "conv head on its decoder features at --probe-timesteps; mlp: a pixel-MLP ensemble "
-                        "on the same features (segmentation only)")
-    p.add_argument("--probe-timesteps", type=int, nargs="+", metavar="T",
-                   help="--mode probe/mlp: noise levels of the features (default 10 30 60)")
-    p.add_argument("--noise-seed", type=int, default=0, help="--mode probe/mlp: seed of the fixed feature noise")
-    p.add_argument("--mlp-members", type=int, default=10, help="--mode mlp: ensemble size (default 10)")
     p.add_argument("--dice-weight", type=float, default=1.0, help="segmentation: weight of the Dice term (0: CE only)")
     p.add_argument("--sigma-mm", type=float, help="landmarks: heatmap sigma in mm (default 1.5 network pixels)")
     p.add_argument("--no-augment", dest="augment", action="store_false")
@@ -54,16 +62,20 @@ def add_parser(subparsers) -> None:
     p.add_argument("--modality", default="auto", help="with --init random only")
     p.add_argument("--coordinates", default="none", metavar="none|position|bpr:MODEL_DIR",
                    help="with --init random only (a pretrained model brings its own)")
+    p.add_argument("--extra", type=Path, action="append", default=[], metavar="DIR",
+                   help="extra labeled cases mixed into training: DIR/images and DIR/labels (what "
+                        "`diffusionseg synthesize` writes); may repeat")
+    p.add_argument("--extra-weight", type=float, default=0.5, metavar="W",
+                   help="fraction of the training items drawn from the --extra cases, in [0, 1) "
+                        "(default 0.5; every batch of 2 or more keeps a real case)")
     p.add_argument("--checkpoint-every", type=positive_int, default=100)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
     p.add_argument("--workers", type=int)
-    add_runtime_options(p)
-    p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def finetune_options(args: argparse.Namespace):
+    """FinetuneOptions from the parsed arguments."""
     from ..errors import UserError
-    from ..finetune.run import FinetuneOptions, finetune
+    from ..finetune.run import FinetuneOptions
 
     annotations = args.labels if args.task == "segmentation" else args.landmarks
     if annotations is None:
@@ -80,10 +92,16 @@ def run(args: argparse.Namespace) -> int:
         dice_weight=args.dice_weight, sigma_mm=args.sigma_mm, augment=args.augment, preset=args.preset,
         image_size=args.image_size, spacing=args.spacing, patch_size=args.patch_size, modality=args.modality,
         coordinates=args.coordinates, mode=args.mode, probe_timesteps=args.probe_timesteps,
-        noise_seed=args.noise_seed, mlp_members=args.mlp_members,
-        checkpoint_every=args.checkpoint_every, overwrite=args.overwrite, seed=args.seed, device=args.device,
-        precision=args.precision, workers=args.workers, progress=args.progress)
-    summary = finetune(opts)
+        noise_seed=args.noise_seed, mlp_members=args.mlp_members, extra=list(args.extra),
+        extra_weight=args.extra_weight, checkpoint_every=args.checkpoint_every, overwrite=args.overwrite,
+        seed=args.seed, device=args.device, precision=args.precision, workers=args.workers, progress=args.progress)
+    return opts
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..finetune.run import finetune
+
+    summary = finetune(finetune_options(args))
     if args.progress != "json":
         print(json.dumps(summary, indent=2))
     return 0

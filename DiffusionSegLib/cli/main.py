@@ -11,14 +11,15 @@ import signal
 import sys
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import UserError, user_error_from_os_error
 from . import parentwatch
 
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, inside main's error handling: a missing torch or MONAI then ends in
     # one clear message instead of a traceback at start-up.
-    from . import bpr_cmd, demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd
+    from . import (bpr_cmd, demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd,
+                   selftrain_cmd, synthesize_cmd)
 
     parser = argparse.ArgumentParser(prog="diffusionseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"diffusionseg {__version__}")
@@ -26,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop like on SIGTERM (exit 130, last complete checkpoint kept) when stdin ends "
                              "or reads a line 'cancel' (the Slicer module's cancel, and its exit)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (pretrain_cmd, sample_cmd, finetune_cmd, predict_cmd, evaluate_cmd, bpr_cmd, demo_cmd):
+    for module in (pretrain_cmd, sample_cmd, finetune_cmd, synthesize_cmd, selftrain_cmd, predict_cmd, evaluate_cmd,
+                   bpr_cmd, demo_cmd):
         module.add_parser(subparsers)
     return parser
 
@@ -57,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except UserError as exc:
         print(f"error: {exc.render()}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder: one line too, and exit code 2
+        error = user_error_from_os_error(exc)
+        if error is None:
+            raise
+        print(f"error: {error.render()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the last complete checkpoint (if any) is kept.", file=sys.stderr)

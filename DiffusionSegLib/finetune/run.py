@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from ..training.guard import RunGuard
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
+from .extra import MixedBatchSampler, check_weight, extra_cases
 from .network import task_network
 from .tasks import LandmarkTask, SegmentationTask
 
@@ -72,6 +73,10 @@ class FinetuneOptions:
     spacing: list[float] | None = None
     modality: str = "auto"
     coordinates: str | None = None
+    # Extra labeled cases (synthesize / selftrain output, or any images/ + labels/ folder),
+    # a fraction `extra_weight` of the training items (see finetune/extra.py).
+    extra: list[Path] = field(default_factory=list)
+    extra_weight: float = 0.5
     checkpoint_every: int = 100
     overwrite: bool = False
     seed: int = 0
@@ -183,13 +188,19 @@ def finetune(opts: FinetuneOptions) -> dict:
         precision = Precision.choose(device, opts.precision)
         suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
         cases = labeled_cases(opts.images, opts.annotations, suffixes)
+        check_weight(opts.extra_weight)
+        extras = [case for folder in opts.extra for case in extra_cases(folder, suffixes)]
         dims = check_same_dims([c.image for c in cases])
+        if extras and check_same_dims([c.image for c in extras]) != dims:
+            raise UserError(f"the --extra images are {3 if dims == 2 else 2}D but the labeled images are {dims}D.",
+                            path=extras[0].image, fix=f"pass --extra folders of {dims}D cases.")
         base_net, prep, pretrained = _base_model(opts, dims, cases[0].image)
+        # The network grid's spacing of the first case: synthesize gives its samples this spacing.
+        grid_spacing = [float(v) for v in prep.resample(read_image(cases[0].image)).GetSpacing()]
         if opts.task == "segmentation":
             task = _segmentation_task(opts, cases)
         else:
-            grid = prep.resample(read_image(cases[0].image))
-            task = _landmark_task(opts, cases, min(grid.GetSpacing()))
+            task = _landmark_task(opts, cases, min(grid_spacing))
         net_cfg = NetworkConfig.from_dict({**base_net.to_dict(), "out_channels": task.out_channels})
         check_fits(net_cfg, prep.patch_size, option="--patch-size")
         if ctx.is_main:
@@ -216,16 +227,24 @@ def finetune(opts: FinetuneOptions) -> dict:
                      f"{'pretrained from ' + str(opts.pretrained) if pretrained else 'random initialisation'} "
                      f"({len(fresh)} tensors new), {device} {precision.name}")
         # Reading every case once up front turns a bad annotation into an error now, not mid-run.
-        loaded = [task.load(case, prep) for case in cases]
-        dataset = CaseDataset(len(cases), lambda i: loaded[i],
+        loaded = [task.load(case, prep) for case in cases + extras]
+        if extras:
+            reporter.log(f"{len(extras)} extra case(s) from {', '.join(str(f) for f in opts.extra)}, "
+                         f"{opts.extra_weight:g} of the training items")
+        dataset = CaseDataset(len(loaded), lambda i: loaded[i],
                               training_transform(prep.patch_shape, image_keys=task.image_keys,
                                                  label_keys=task.label_keys, affine=opts.augment),
                               cache_size=0)
         workers = opts.workers if opts.workers is not None else (0 if device.type == "cpu" else 2)
 
         def make_batches(start: int):
-            sampler = StepBatchSampler(len(cases), opts.batch_size, opts.iterations, seed=opts.seed,
-                                       start_step=start, rank=ctx.rank, world_size=ctx.world_size)
+            if extras:
+                sampler = MixedBatchSampler(len(cases), len(extras), opts.batch_size, opts.iterations,
+                                            weight=opts.extra_weight, seed=opts.seed, start_step=start,
+                                            rank=ctx.rank, world_size=ctx.world_size)
+            else:
+                sampler = StepBatchSampler(len(cases), opts.batch_size, opts.iterations, seed=opts.seed,
+                                           start_step=start, rank=ctx.rank, world_size=ctx.world_size)
             return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
 
         def loss_fn(net, batch, generator):  # noqa: ARG001 (no randomness in the loss)
@@ -251,13 +270,17 @@ def finetune(opts: FinetuneOptions) -> dict:
                              "learning_rate": opts.learning_rate, "weight_decay": opts.weight_decay,
                              "seed": opts.seed, "augment": opts.augment, "cases": [c.name for c in cases],
                              "init": "pretrained" if pretrained else "random",
-                             "pretrained": str(opts.pretrained) if opts.pretrained else None},
+                             "pretrained": str(opts.pretrained) if opts.pretrained else None,
+                             "grid_spacing": grid_spacing,
+                             **({"extra": [str(f) for f in opts.extra], "extra_cases": len(extras),
+                                 "extra_weight": opts.extra_weight} if extras else {})},
                 "created_by": f"diffusionseg {__version__}",
             }
 
         summary = train(model=model, loss_fn=loss_fn, make_batches=make_batches, settings=settings,
                         out_dir=opts.out, run_dir=run_dir, make_config=make_config, ctx=ctx, device=device,
                         precision=precision, reporter=reporter, resume=False, batch_images=opts.batch_size)
-        summary.update(out=str(opts.out), cases=len(cases), task=task.kind)
+        summary.update(out=str(opts.out), cases=len(cases), task=task.kind,
+                       **({"extra_cases": len(extras)} if extras else {}))
         reporter.done(**summary)
         return summary

@@ -1,0 +1,49 @@
+"""``diffusionseg synthesize``: an artificial labeled dataset (PTDR): images drawn from the pretrained
+model, labeled by the fine-tuned one, the confident ones kept as ordinary cases."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_runtime_options, positive_int
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("synthesize", help="draw images, label them with a fine-tuned model, keep the confident",
+                              description="Draw --count images from the pretrained model (DDIM), label each with the "
+                                          "fine-tuned --model and write the confident ones to OUT/images + "
+                                          "OUT/labels (finetune --extra OUT reads them), the others to OUT/rejected, "
+                                          "and every sample's confidence to OUT/synthesize.json and .csv.")
+    p.add_argument("--pretrained", type=Path, required=True, help="the model folder `diffusionseg pretrain` wrote")
+    p.add_argument("--model", type=Path, required=True,
+                   help="a segmentation or landmark model fine-tuned from --pretrained (it labels the samples)")
+    p.add_argument("--out", type=Path, required=True, help="new folder for the cases")
+    p.add_argument("--count", type=positive_int, default=16, help="images to draw (default 16)")
+    p.add_argument("--steps", type=positive_int, default=50, help="DDIM denoising steps per image (default 50)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images drawn together (default 8)")
+    p.add_argument("--min-confidence", type=float,
+                   help="keep a sample whose confidence is at least this (default 0.9 segmentation, "
+                        "0.5 landmarks: the smallest landmark's heatmap peak mass)")
+    p.add_argument("--confidence-measure", dest="measure", choices=("foreground", "image", "peak"),
+                   help="segmentation: foreground (default; mean top class probability over the pixels "
+                        "predicted as a class) or image (over all pixels); landmarks: peak")
+    p.add_argument("--no-rejected", dest="keep_rejected", action="store_false",
+                   help="do not write the rejected samples to OUT/rejected (the report still lists them)")
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (3D)")
+    add_runtime_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..synthesize.run import SynthesizeOptions, synthesize
+
+    summary = synthesize(SynthesizeOptions(
+        pretrained=args.pretrained, model=args.model, out=args.out, count=args.count, steps=args.steps,
+        batch_size=args.batch_size, min_confidence=args.min_confidence, measure=args.measure,
+        keep_rejected=args.keep_rejected, overlap=args.overlap, seed=args.seed, device=args.device,
+        precision=args.precision, progress=args.progress))
+    if args.progress != "json":
+        print(json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,97 @@
+"""Writing labeled cases (image + ``.seg.nrrd`` / ``.mrk.json``) and the confidence report.
+
+Layout of a folder of generated cases (what ``finetune --extra`` reads)::
+
+    DIR/images/<case>.nrrd            the image
+    DIR/labels/<case>.seg.nrrd        its label (segmentation), or <case>.mrk.json (landmarks)
+    DIR/rejected/images, rejected/labels   the cases below the confidence threshold, to inspect
+    DIR/<report>.json, <report>.csv   every case's confidence and whether it was kept
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from ..atomic import write_atomic, write_json_atomic, write_text_atomic
+from ..imageio import write_image
+from ..labels import write_seg_nrrd
+from ..landmarks import write_mrk_json
+from ..predict.engine import LoadedModel
+from .confidence import Labeled
+
+
+def case_folder(root: Path, kept: bool) -> Path:
+    return root if kept else root / "rejected"
+
+
+def write_label(model: LoadedModel, labeled: Labeled, folder: Path, case: str) -> Path:
+    """``folder/labels/<case>.seg.nrrd`` or ``.mrk.json``, with the writers ``predict`` uses."""
+    labels = folder / "labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    if model.kind == "segmentation":
+        task = model.config["task"]
+        return write_seg_nrrd(labeled.label, labels / f"{case}.seg.nrrd", task["classes"], task["colors"])
+    return write_mrk_json(labeled.label, labels / f"{case}.mrk.json")
+
+
+def write_new_image(image: sitk.Image, folder: Path, case: str) -> Path:
+    path = folder / "images" / f"{case}.nrrd"
+    write_image(image, path)
+    return path
+
+
+def link_image(source: Path, folder: Path, case: str, image: sitk.Image) -> Path:
+    """Put a user's image into ``folder/images``: a hard link (no copy) where the file system
+    allows it, else a copy; a DICOM series folder is written as ``<case>.nrrd``."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        return write_new_image(image, folder, case)
+    target = images / source.name
+    try:
+        os.link(source, target)
+    except OSError:
+        write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
+    return target
+
+
+def write_report(folder: Path, name: str, summary: dict, rows: list[dict]) -> dict:
+    """``<name>.json`` (summary + one record per case) and ``<name>.csv`` (one line per case)."""
+    write_json_atomic(folder / f"{name}.json", {**summary, "cases": rows})
+    flat = [_flatten(row) for row in rows]
+    columns: list[str] = []
+    for row in flat:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    write_text_atomic(folder / f"{name}.csv", buffer.getvalue())
+    return {"json": str(folder / f"{name}.json"), "csv": str(folder / f"{name}.csv")}
+
+
+def _flatten(row: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = "" if value is None else value
+    return out
+
+
+def confidence_summary(rows: list[dict], min_confidence: float, measure: str) -> dict:
+    """Counts and the distribution of the confidence (quartiles), for the report and the logs."""
+    import numpy as np
+
+    values = np.array([r["confidence"] for r in rows], dtype=float)
+    quartiles = np.percentile(values, [0, 25, 50, 75, 100]).round(4).tolist() if len(values) else []
+    return {"min_confidence": min_confidence, "measure": measure, "total": len(rows),
+            "kept": sum(1 for r in rows if r["kept"]), "rejected": sum(1 for r in rows if not r["kept"]),
+            "confidence_quartiles": quartiles}

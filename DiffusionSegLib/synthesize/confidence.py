@@ -1,0 +1,102 @@
+"""Labeling one image with a fine-tuned model, and how confident that label is.
+
+The measures (each in [0, 1], higher is more confident):
+
+- segmentation ``foreground`` (default): the mean, over the pixels predicted as a class
+  (not background), of the largest class probability; no foreground pixel gives 0. It
+  does not reward a sample for being mostly easy background.
+- segmentation ``image``: the mean largest class probability over the whole image (a
+  prediction without foreground is still rejected: it cannot be a training label).
+- landmarks: per landmark, the spatial-softmax probability mass in a window of about
+  2.5 sigma around the heatmap peak (see ``decode_heatmaps``: a sharp single peak of the
+  trained width gives about 0.95 ** dims); the case's confidence is the smallest of
+  them, so a case is kept only when every landmark is above the threshold.
+
+Probabilities are measured on the network grid; the label is written on the image's grid
+by the same steps as ``diffusionseg predict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..errors import UserError
+from ..imageio import resample_like
+from ..landmarks import Landmarks
+from ..predict.engine import LoadedModel, network_output, on_grid
+from ..predict.run import predict_landmarks
+
+SEGMENTATION_MEASURES = ("foreground", "image")
+LANDMARK_MEASURES = ("peak",)
+# Defaults from the measurement in docs/CLI.md (synthesize): pseudo-labels of the test phantoms.
+DEFAULT_MIN_CONFIDENCE = {"segmentation": 0.9, "landmarks": 0.5}
+
+
+@dataclass
+class Labeled:
+    """One image's predicted label and its confidence."""
+
+    label: sitk.Image | Landmarks      # uint8 label map on the image's grid, or LPS landmarks
+    confidence: float                  # the case's score in [0, 1]
+    details: dict = field(default_factory=dict)   # per-class or per-landmark figures for the report
+    usable: bool = True                # False: cannot be a training label whatever the threshold
+    reason: str = ""
+
+
+def measures_for(kind: str) -> tuple[str, ...]:
+    return SEGMENTATION_MEASURES if kind == "segmentation" else LANDMARK_MEASURES
+
+
+def check_measure(kind: str, measure: str | None) -> str:
+    choices = measures_for(kind)
+    if measure is None:
+        return choices[0]
+    if measure not in choices:
+        raise UserError(f"the confidence measure '{measure}' does not apply to a {kind} model.",
+                        fix=f"use --confidence-measure {' or '.join(choices)}.")
+    return measure
+
+
+def label_segmentation(model: LoadedModel, image: sitk.Image, measure: str = "foreground",
+                       overlap: float = 0.5) -> Labeled:
+    """The label map of ``image`` (as ``predict_segmentation`` makes it) and its confidence."""
+    prep = model.preprocessing
+    grid = prep.resample(image)
+    logits = network_output(model, prep.network_input(grid), overlap)
+    probabilities = torch.from_numpy(logits).float().softmax(0).numpy()   # (C + 1, *S)
+    best = probabilities.max(0)
+    predicted = probabilities.argmax(0)
+    foreground = predicted > 0
+    classes = model.config["task"]["classes"]
+    per_class = {name: (round(float(best[predicted == i + 1].mean()), 4) if (predicted == i + 1).any() else None)
+                 for i, name in enumerate(classes)}
+    fg_conf = float(best[foreground].mean()) if foreground.any() else 0.0
+    image_conf = float(best.mean())
+    back = resample_like(on_grid(probabilities, grid), image, "linear")
+    labels = sitk.GetArrayFromImage(back).argmax(-1).astype(np.uint8)
+    labelmap = sitk.GetImageFromArray(labels)
+    labelmap.CopyInformation(image)
+    usable = bool(labels.any())
+    details = {"foreground_confidence": round(fg_conf, 4), "image_confidence": round(image_conf, 4),
+               "foreground_fraction": round(float(foreground.mean()), 4), "class_confidence": per_class}
+    return Labeled(labelmap, fg_conf if measure == "foreground" else image_conf, details, usable,
+                   "" if usable else "no foreground predicted")
+
+
+def label_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float, overlap: float = 0.5) -> Labeled:
+    """The landmarks of ``image`` (as ``predict_landmarks`` places them) and the smallest peak mass."""
+    landmarks = predict_landmarks(model, image, min_confidence, overlap)
+    conf = [float(c) for c in landmarks.confidence]
+    details = {"landmark_confidence": {n: round(c, 4) for n, c in zip(landmarks.names, conf)}}
+    return Labeled(landmarks, min(conf) if conf else 0.0, details)
+
+
+def label_image(model: LoadedModel, image: sitk.Image, *, measure: str, min_confidence: float,
+                overlap: float = 0.5) -> Labeled:
+    if model.kind == "segmentation":
+        return label_segmentation(model, image, measure, overlap)
+    return label_landmarks(model, image, min_confidence, overlap)

@@ -1,0 +1,147 @@
+"""``diffusionseg synthesize``: drawn images labeled by a fine-tuned model, written as cases Slicer and
+``finetune`` read, with a report whose kept/rejected split follows ``--min-confidence``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import slicerio
+import SimpleITK as sitk
+
+from DiffusionSegLib.cli.main import main
+from DiffusionSegLib.errors import UserError
+from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
+from DiffusionSegLib.imageio import read_image
+from DiffusionSegLib.labels import read_segmentation
+from DiffusionSegLib.landmarks import points_outside, read_landmarks
+from DiffusionSegLib.sample_data import generate_sample_dataset
+from DiffusionSegLib.synthesize.run import SynthesizeOptions, synthesize
+from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from blind_baselines import shifted_phantoms
+
+CLASSES = ["right_lung", "left_lung", "heart"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """8 shifted chest phantoms, 32 x 32 (as test_finetune_predict)."""
+    root = tmp_path_factory.mktemp("phantoms")
+    generate_sample_dataset(root / "centred", dims=2, n_cases=8, size=(24, 24), seed=3, spacing=[11.2, 11.2])
+    return shifted_phantoms(root / "centred", root / "data", (32, 32), seed=3)
+
+
+@pytest.fixture(scope="module")
+def models(dataset, tmp_path_factory) -> dict[str, Path]:
+    """A tiny pretrained model and a segmentation and a landmark model fine-tuned from it."""
+    root = tmp_path_factory.mktemp("models")
+    pre = root / "pre"
+    pretrain(PretrainOptions(images=dataset / "images", out=pre, preset="tiny", image_size=[32, 32], iterations=20,
+                             batch_size=4, learning_rate=1e-3, checkpoint_every=20, device="cpu", progress="none"))
+    common = dict(images=dataset / "images", pretrained=pre, iterations=30, batch_size=4, learning_rate=3e-3,
+                  checkpoint_every=30, device="cpu", progress="none")
+    finetune(FinetuneOptions(task="segmentation", annotations=dataset / "labels", out=root / "seg",
+                             classes=CLASSES, **common))
+    finetune(FinetuneOptions(task="landmarks", annotations=dataset / "landmarks", out=root / "lmk", **common))
+    return {"pretrained": pre, "seg": root / "seg", "lmk": root / "lmk"}
+
+
+def options(models, out, model="seg", **kwargs) -> SynthesizeOptions:
+    defaults = dict(count=5, steps=3, batch_size=3, seed=1, device="cpu", progress="none")
+    return SynthesizeOptions(pretrained=models["pretrained"], model=models[model], out=out, **{**defaults, **kwargs})
+
+
+def test_synthesize_segmentation_cases_and_report(models, tmp_path):
+    everything = synthesize(options(models, tmp_path / "all", min_confidence=0.0))
+    report = json.loads((tmp_path / "all" / "synthesize.json").read_text())
+    rows = report["cases"]
+    assert len(rows) == 5 and everything["total"] == 5 and report["measure"] == "foreground"
+    confidences = sorted(r["confidence"] for r in rows)
+    assert all(0.0 <= c <= 1.0 for c in confidences)
+
+    # The same seed draws the same images: a threshold between the confidences splits them by it.
+    threshold = (confidences[1] + confidences[2]) / 2
+    if confidences[1] == confidences[2]:
+        pytest.skip("two samples with the same confidence")
+    synthesize(options(models, tmp_path / "split", min_confidence=threshold))
+    out = tmp_path / "split"
+    report = json.loads((out / "synthesize.json").read_text())
+    assert [r["confidence"] for r in report["cases"]] == [r["confidence"] for r in rows]
+    for row in report["cases"]:
+        usable = row["reason"] != "no foreground predicted"
+        assert row["kept"] == (usable and row["confidence"] >= threshold), row
+        folder = out if row["kept"] else out / "rejected"
+        assert (folder / "images" / f"{row['case']}.nrrd").is_file()
+        assert (folder / "labels" / f"{row['case']}.seg.nrrd").is_file()
+    assert report["kept"] == sum(r["kept"] for r in report["cases"]) and report["kept"] + report["rejected"] == 5
+    with open(out / "synthesize.csv") as f:
+        lines = list(csv.DictReader(f))
+    assert [line["case"] for line in lines] == [r["case"] for r in report["cases"]]
+    assert {"confidence", "kept", "image_confidence", "class_confidence.heart"} <= set(lines[0])
+
+    # Every written case reads back with the project's readers: the image on its grid, the
+    # .seg.nrrd with the model's classes on the image's geometry (Slicer's own reader too).
+    kept = sorted((tmp_path / "all" / "labels").glob("*.seg.nrrd"))
+    assert kept
+    for label_path in kept:
+        case = label_path.name[: -len(".seg.nrrd")]
+        image = read_image(tmp_path / "all" / "images" / f"{case}.nrrd")
+        assert image.GetSize() == (32, 32)
+        labelmap = read_segmentation(label_path, CLASSES, image)
+        values = sitk.GetArrayFromImage(labelmap)
+        assert values.max() <= 3 and values.any()
+        assert np.allclose(labelmap.GetSpacing(), image.GetSpacing())
+        seg = slicerio.read_segmentation(str(label_path))
+        assert [s["name"] for s in seg["segments"]] == CLASSES
+    # The drawn images have the network grid of the fine-tuning cases (32 px over 358 mm).
+    spacing = read_image(next((tmp_path / "all" / "images").glob("*.nrrd"))).GetSpacing()
+    assert report["spacing"] == pytest.approx(list(spacing)) and spacing[0] > 5
+
+
+def test_synthesize_landmarks_and_cli(models, tmp_path, capsys):
+    out = tmp_path / "lmk"
+    code = main(["synthesize", "--pretrained", str(models["pretrained"]), "--model", str(models["lmk"]),
+                 "--out", str(out), "--count", "2", "--steps", "2", "--min-confidence", "0", "--device", "cpu",
+                 "--progress", "json"])
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "done" and events[-1]["kept"] == 2
+    names = json.loads((models["lmk"] / "config.json").read_text())["task"]["landmarks"]
+    for case in ("synth_0000", "synth_0001"):
+        image = read_image(out / "images" / f"{case}.nrrd")
+        points = read_landmarks(out / "labels" / f"{case}.mrk.json", names)
+        assert points.names == names and not points.is_missing().any()
+        assert not any(points_outside(image, points.points))
+    rows = json.loads((out / "synthesize.json").read_text())["cases"]
+    assert set(rows[0]["landmark_confidence"]) == set(names)
+    assert rows[0]["confidence"] == pytest.approx(min(rows[0]["landmark_confidence"].values()), abs=1e-4)
+
+    # The output folder is never overwritten; a pretrained model cannot label.
+    code = main(["synthesize", "--pretrained", str(models["pretrained"]), "--model", str(models["lmk"]),
+                 "--out", str(out), "--count", "1", "--steps", "1", "--device", "cpu", "--progress", "none"])
+    assert code == 2 and "not empty" in capsys.readouterr().err
+    with pytest.raises(UserError, match="cannot predict"):
+        synthesize(options(models, tmp_path / "x", model="pretrained"))
+    with pytest.raises(UserError, match="does not apply"):
+        synthesize(options(models, tmp_path / "y", model="lmk", measure="foreground"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_synthesized_cases_feed_finetune_extra(dataset, models, tmp_path):
+    """synthesize's folder is an --extra folder as it is."""
+    synthesize(options(models, tmp_path / "synth", count=3, min_confidence=0.0))
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    shutil.copy2(dataset / "labels" / "case_000.nrrd", labels)
+    summary = finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels,
+                                       out=tmp_path / "m", pretrained=models["pretrained"], classes=CLASSES,
+                                       extra=[tmp_path / "synth"], iterations=2, batch_size=2, checkpoint_every=2,
+                                       device="cpu", progress="none"))
+    kept = json.loads((tmp_path / "synth" / "synthesize.json").read_text())["kept"]
+    assert summary["extra_cases"] == kept
+    training = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
+    assert training["extra_cases"] == kept and training["extra_weight"] == 0.5
