@@ -1,0 +1,43 @@
+"""``diffusionseg selftrain``: fine-tune, pseudo-label the unlabeled images, fine-tune again on both."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import add_runtime_options, positive_int
+from .finetune_cmd import add_finetune_options
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("selftrain", help="self-training: fine-tune, pseudo-label the unlabeled images, "
+                                                "fine-tune again on real + confident pseudo-labels",
+                              description="--images holds every image, labeled and unlabeled; those with an "
+                                          "annotation in --labels/--landmarks are the labeled cases. Round 0 "
+                                          "fine-tunes on them; each later round labels the other images with the "
+                                          "previous model, keeps the confident labels and fine-tunes again from "
+                                          "--pretrained on real + pseudo-labeled cases. Every stage is kept in "
+                                          "OUT/runs/selftrain-<time>/ (round_N/pseudo opens in Slicer).")
+    add_finetune_options(p)
+    p.add_argument("--rounds", type=positive_int, default=1, help="pseudo-labeling rounds (default 1)")
+    p.add_argument("--min-confidence", type=float,
+                   help="keep a pseudo-label whose confidence is at least this (default 0.9 segmentation, "
+                        "0.5 landmarks)")
+    p.add_argument("--confidence-measure", dest="measure", choices=("foreground", "image", "peak"),
+                   help="as in `diffusionseg synthesize`")
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (3D)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
+    add_runtime_options(p)
+    p.set_defaults(run=run, mode="full", probe_timesteps=None, noise_seed=0, mlp_members=10)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..synthesize.selftrain import SelftrainOptions, selftrain
+    from .finetune_cmd import finetune_options
+
+    summary = selftrain(SelftrainOptions(finetune=finetune_options(args), rounds=args.rounds,
+                                         min_confidence=args.min_confidence, measure=args.measure,
+                                         overlap=args.overlap))
+    if args.progress != "json":
+        print(json.dumps(summary, indent=2))
+    return 0

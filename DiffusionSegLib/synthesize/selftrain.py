@@ -1,0 +1,166 @@
+"""``diffusionseg selftrain``: self-training on the user's own unlabeled images.
+
+Round 0 fine-tunes on the labeled cases. Each round r = 1 .. R then labels every unlabeled
+image of ``--images`` with the previous round's model, keeps the confident pseudo-labels
+(see :mod:`.confidence`) and fine-tunes again from the pretrained model on the real cases
+plus the pseudo-labeled ones (``finetune --extra``). The last round's model is the result.
+
+Everything is kept under the output model's run folder, for a person to inspect in Slicer::
+
+    OUT/config.json, model.safetensors        the final model (written last)
+    OUT/runs/selftrain-<time>/selftrain.json  what each round did
+        round_0/model/                        fine-tuned on the labeled cases
+        round_1/pseudo/images, labels          confident pseudo-labels (+ rejected/, pseudo.json/.csv)
+        round_1/model/                        fine-tuned on real + pseudo-labeled cases
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..atomic import write_atomic, write_json_atomic
+from ..errors import UserError
+from ..imageio import list_images, read_image
+from ..predict.engine import load_task_model
+from ..project import case_name
+from ..finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, labeled_cases
+from ..finetune.run import FinetuneOptions, finetune
+from ..training.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_config
+from ..training.progress import Reporter, new_run_dir
+from .cases import case_folder, confidence_summary, link_image, write_label, write_report
+from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
+
+REPORT_NAME = "pseudo"
+
+
+@dataclass
+class SelftrainOptions:
+    finetune: FinetuneOptions        # the fine-tuning of every round (its out is the final model)
+    rounds: int = 1
+    min_confidence: float | None = None
+    measure: str | None = None
+    overlap: float = 0.5
+
+
+def pseudo_label(model_dir: Path, images: list[Path], folder: Path, *, measure: str | None,
+                 min_confidence: float | None, overlap: float, device: str, precision: str,
+                 reporter: Reporter) -> dict:
+    """Label ``images`` with ``model_dir``; confident cases into ``folder`` (images/ + labels/), the
+    others into ``folder/rejected``; report ``pseudo.json``/``pseudo.csv``. Returns the summary."""
+    model = load_task_model(model_dir, device, precision)
+    measure = check_measure(model.kind, measure)
+    threshold = DEFAULT_MIN_CONFIDENCE[model.kind] if min_confidence is None else min_confidence
+    rows = []
+    for i, path in enumerate(images):
+        case = case_name(path)
+        image = read_image(path)
+        labeled = label_image(model, image, measure=measure, min_confidence=threshold, overlap=overlap)
+        kept = labeled.usable and labeled.confidence >= threshold
+        target = case_folder(folder, kept)
+        link_image(path, target, case, image)
+        write_label(model, labeled, target, case)
+        rows.append({"case": case, "image": str(path), "confidence": round(labeled.confidence, 4), "kept": kept,
+                     "reason": labeled.reason or ("" if kept else "below min_confidence"),
+                     "folder": "." if kept else "rejected", **labeled.details})
+        reporter.progress(i + 1, len(images))
+    summary = {"model": str(model_dir), "kind": model.kind, **confidence_summary(rows, threshold, measure)}
+    write_report(folder, REPORT_NAME, summary, rows)
+    return summary
+
+
+def _install_model(source: Path, out: Path, selftrain: dict) -> None:
+    """Copy the last round's model into ``out`` (weights first, config last) with its selftrain record."""
+    write_atomic(out / WEIGHTS_NAME, lambda tmp: shutil.copyfile(source / WEIGHTS_NAME, tmp))
+    config = load_config(source)
+    config["selftrain"] = selftrain
+    write_json_atomic(out / CONFIG_NAME, config)
+
+
+def selftrain(opts: SelftrainOptions) -> dict:
+    """Run the rounds and write the final model to ``opts.finetune.out``; returns the summary."""
+    base = opts.finetune
+    if opts.rounds < 1:
+        raise UserError(f"--rounds must be 1 or more, not {opts.rounds}.", fix="pass --rounds 1 or 2.")
+    out = Path(base.out)
+    suffixes = SEGMENTATION_SUFFIXES if base.task == "segmentation" else LANDMARK_SUFFIXES
+    labeled = {c.name for c in labeled_cases(base.images, base.annotations, suffixes)}
+    unlabeled = [p for p in list_images(base.images) if case_name(p) not in labeled]
+    if not unlabeled:
+        raise UserError("every image has an annotation, so there is nothing to pseudo-label.", path=base.images,
+                        fix="put the unlabeled images (those pretraining used) in --images too, or use "
+                            "`diffusionseg finetune`.")
+    if out.exists() and any(out.iterdir()):
+        if not base.overwrite:
+            raise UserError("the output folder exists and is not empty.", path=out,
+                            fix="choose a new --out, or pass --overwrite to replace that model.")
+        shutil.rmtree(out)
+    created = not out.exists()
+    run_dir = new_run_dir(out / "runs", "selftrain")
+    reporter = Reporter("selftrain", base.progress)
+    reporter.attach(run_dir / "events.jsonl")
+    try:
+        summary = _rounds(opts, out, run_dir, reporter, sorted(labeled), unlabeled)
+    except BaseException as exc:
+        if isinstance(exc, UserError):
+            reporter.error(exc.render())
+        else:
+            reporter.close()
+        if created:  # nothing half-written: the folder goes, as finetune's own does
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return summary
+
+
+def _rounds(opts: SelftrainOptions, out: Path, run_dir: Path, reporter: Reporter, labeled: list[str],
+            unlabeled: list[Path]) -> dict:
+    base = opts.finetune
+    t0 = time.monotonic()
+    reporter.start(opts.rounds + 1, out=str(out), labeled=len(labeled), unlabeled=len(unlabeled))
+    # In json mode the stages stay quiet: stdout carries selftrain's own events only.
+    inner = replace(base, overwrite=False, progress="none" if base.progress == "json" else base.progress)
+    record: dict = {"labeled": labeled, "unlabeled": [case_name(p) for p in unlabeled], "run": str(run_dir),
+                    "rounds": []}
+
+    def save_record():
+        write_json_atomic(run_dir / "selftrain.json", record)
+
+    reporter.log(f"round 0: fine-tuning on {len(labeled)} labeled case(s)")
+    model_dir = run_dir / "round_0" / "model"
+    finetune(replace(inner, out=model_dir))
+    record["rounds"].append({"round": 0, "model": str(model_dir)})
+    record["final_round"] = 0
+    save_record()
+    reporter.progress(1, opts.rounds + 1)
+    for r in range(1, opts.rounds + 1):
+        folder = run_dir / f"round_{r}" / "pseudo"
+        reporter.log(f"round {r}: pseudo-labeling {len(unlabeled)} unlabeled image(s) with {model_dir}")
+        stats = pseudo_label(model_dir, unlabeled, folder, measure=opts.measure, min_confidence=opts.min_confidence,
+                             overlap=opts.overlap, device=base.device, precision=base.precision,
+                             reporter=Reporter("pseudo-label", "none"))
+        entry = {"round": r, "pseudo": str(folder), **{k: stats[k] for k in
+                 ("kept", "rejected", "min_confidence", "measure", "confidence_quartiles")}, "model": None}
+        record["rounds"].append(entry)
+        reporter.emit("output", round=r, path=str(folder), kept=stats["kept"], rejected=stats["rejected"])
+        if stats["kept"] == 0:
+            reporter.log(f"round {r}: no pseudo-label reached confidence {stats['min_confidence']:g}; the "
+                         f"round {r - 1} model is the result (see {folder / (REPORT_NAME + '.csv')})")
+            save_record()
+            break
+        reporter.log(f"round {r}: kept {stats['kept']} of {len(unlabeled)}; fine-tuning on real + pseudo-labeled")
+        model_dir = run_dir / f"round_{r}" / "model"
+        finetune(replace(inner, out=model_dir, extra=[*base.extra, folder]))
+        entry["model"] = str(model_dir)
+        record["final_round"] = r
+        save_record()
+        reporter.progress(r + 1, opts.rounds + 1)
+    _install_model(model_dir, out, {"rounds": opts.rounds, "final_round": record["final_round"],
+                                    "run": str(run_dir), "pseudo_labels": [
+                                        {k: e[k] for k in ("round", "kept", "rejected", "min_confidence")}
+                                        for e in record["rounds"][1:]]})
+    summary = {"out": str(out), "run": str(run_dir), "final_round": record["final_round"],
+               "rounds": record["rounds"], "seconds": round(time.monotonic() - t0, 1)}
+    reporter.done(**{k: v for k, v in summary.items() if k != "rounds"})
+    return summary
