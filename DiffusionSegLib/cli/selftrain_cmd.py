@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--rounds", type=positive_int, default=1, help="pseudo-labeling rounds (default 1)")
     p.add_argument("--min-confidence", type=float,
                    help="keep a pseudo-label whose confidence is at least this (default 0.9 segmentation, "
-                        "0.5 landmarks)")
+                        "0.7 landmarks)")
     p.add_argument("--confidence-measure", dest="measure", choices=("foreground", "image", "peak"),
                    help="as in `diffusionseg synthesize`")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (3D)")

@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8, help="images drawn together (default 8)")
     p.add_argument("--min-confidence", type=float,
                    help="keep a sample whose confidence is at least this (default 0.9 segmentation, "
-                        "0.5 landmarks: the smallest landmark's heatmap peak mass)")
+                        "0.7 landmarks: the smallest landmark's heatmap peak mass)")
     p.add_argument("--confidence-measure", dest="measure", choices=("foreground", "image", "peak"),
                    help="segmentation: foreground (default; mean top class probability over the pixels "
                         "predicted as a class) or image (over all pixels); landmarks: peak")

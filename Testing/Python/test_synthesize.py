@@ -145,3 +145,27 @@ def test_synthesized_cases_feed_finetune_extra(dataset, models, tmp_path):
     assert summary["extra_cases"] == kept
     training = json.loads((tmp_path / "m" / "config.json").read_text())["training"]
     assert training["extra_cases"] == kept and training["extra_weight"] == 0.5
+
+
+def test_synthesize_3d_small_patch(tmp_path):
+    """3D: a volume of the pretrained patch (16 x 16 x 16 here; drawing is about 1 s per DDIM step
+    for a 64 x 64 x 32 patch on one CPU core) is labeled by sliding windows and written as a case."""
+    generate_sample_dataset(tmp_path / "vol", dims=3, n_cases=2, size=(16, 32, 32), seed=0)
+    images = tmp_path / "vol" / "images"
+    pre = tmp_path / "pre"
+    pretrain(PretrainOptions(images=images, out=pre, preset="tiny", spacing=[4.0, 4.0, 4.0], patch_size=[16, 16, 16],
+                             iterations=2, batch_size=1, checkpoint_every=2, device="cpu", progress="none"))
+    classes = ["right_kidney", "left_kidney"]
+    finetune(FinetuneOptions(task="segmentation", images=images, annotations=tmp_path / "vol" / "labels",
+                             out=tmp_path / "seg", pretrained=pre, classes=classes, iterations=2, batch_size=1,
+                             checkpoint_every=2, device="cpu", progress="none"))
+    out = tmp_path / "synth"
+    synthesize(SynthesizeOptions(pretrained=pre, model=tmp_path / "seg", out=out, count=1, steps=2,
+                                 min_confidence=0.0, device="cpu", progress="none"))
+    row = json.loads((out / "synthesize.json").read_text())["cases"][0]
+    folder = out if row["kept"] else out / "rejected"
+    image = read_image(folder / "images" / "synth_0000.nrrd")
+    assert image.GetDimension() == 3 and image.GetSize() == (16, 16, 16)
+    assert image.GetSpacing() == pytest.approx((4.0, 4.0, 4.0))
+    labelmap = read_segmentation(folder / "labels" / "synth_0000.seg.nrrd", classes, image, allow_empty=True)
+    assert labelmap.GetSize() == image.GetSize() and sitk.GetArrayFromImage(labelmap).max() <= 2
