@@ -25,7 +25,6 @@ from ..atomic import write_atomic, write_json_atomic
 from ..errors import UserError
 from ..finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, annotation_files
 from ..imageio import list_images, read_image
-from ..imageio.verify import verify_images
 from ..project import case_name
 from ..training.progress import Reporter
 from . import select
@@ -111,6 +110,34 @@ def _strategy(opts: SuggestOptions, kind: str, labeled: set[str]) -> str:
     return "mix" if kind != "pretrained" and labeled else COLD_START_DEFAULT
 
 
+def open_cache(opts: SuggestOptions, extractor, weights_digest: str) -> FeatureCache:
+    root = Path(opts.cache_dir) if opts.cache_dir else Path(opts.model) / "cache" / "suggest"
+    return FeatureCache(root, model_key(weights_digest, extractor.recipe))
+
+
+def pool_features(extractor, cache: FeatureCache, paths: list[Path], on_image=None) -> tuple[list[dict], int]:
+    """Every image's cache entry ``{"features": (F,), "info": {"widths": [...], uncertainty...}}`` (computed
+    and stored when missing), and how many were computed."""
+    rows, computed = [], 0
+    dims = extractor.config["dims"]
+    for i, path in enumerate(paths):
+        key = image_key(path)
+        entry = cache.get(key)
+        if entry is None:
+            image = read_image(path)
+            if image.GetDimension() != dims:
+                raise UserError(f"this image is {image.GetDimension()}D but the model is {dims}D.", path=path,
+                                fix=f"use {dims}D images with this model (move the others out of the folder).")
+            features, widths, info = extractor.describe(image)
+            entry = {"features": features, "info": {"widths": widths, **info}}
+            cache.put(key, entry)
+            computed += 1
+        rows.append(entry)
+        if on_image is not None:
+            on_image(i + 1)
+    return rows, computed
+
+
 def suggest(opts: SuggestOptions) -> dict:
     """Rank ``opts.count`` unlabeled images of ``opts.images``; write the JSON and CSV; return the report."""
     t0 = time.monotonic()
@@ -129,24 +156,12 @@ def suggest(opts: SuggestOptions) -> dict:
                         fix=f"use --count {free} or less, or add images." if free else "add unlabeled images.")
     json_path, csv_path = output_paths(opts.out)
     reporter = Reporter("suggest", opts.progress)
-    verify_images(paths, extractor.config["dims"], log=reporter.log)
 
-    cache_root = Path(opts.cache_dir) if opts.cache_dir else Path(opts.model) / "cache" / "suggest"
     weights = weights_sha256(extractor.weights)
-    cache = FeatureCache(cache_root, model_key(weights, extractor.recipe))
+    cache = open_cache(opts, extractor, weights)
     reporter.start(len(paths), out=str(json_path), model=str(opts.model), strategy=strategy)
     t_features = time.monotonic()
-    rows, computed = [], 0
-    for i, path in enumerate(paths):
-        key = image_key(path)
-        entry = cache.get(key)
-        if entry is None:
-            features, widths, info = extractor.describe(read_image(path))
-            entry = {"features": features, "info": {"widths": widths, **info}}
-            cache.put(key, entry)
-            computed += 1
-        rows.append(entry)
-        reporter.progress(i + 1, len(paths))
+    rows, computed = pool_features(extractor, cache, paths, lambda i: reporter.progress(i, len(paths)))
     seconds_features = time.monotonic() - t_features
     widths = rows[0]["info"]["widths"]
     X = select.embed(np.stack([r["features"] for r in rows]), widths)
