@@ -3,6 +3,12 @@
 Every writer in the package goes through :func:`atomic_path`: the content is written to
 a hidden temporary file in the destination folder (same file system, so the final
 ``os.replace`` is atomic) and only a complete file takes the destination's name.
+
+Durability: the temporary file is flushed to disk (``fsync``) before the rename and the
+folder after it, so a power cut or a kill -9 at any moment leaves either the previous
+file or the new one, complete (a rename can otherwise reach the disk before the data).
+A kill -9 can leave a hidden ``.<name>.*.partial`` file behind; :func:`remove_partials`
+clears them when a run resumes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,36 @@ def _umask() -> int:
     return mask
 
 
+def fsync_file(path: str | Path) -> None:
+    """Flush ``path``'s data to the disk."""
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename in it) to the disk; not possible, nor needed, on Windows."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_partials(folder: str | Path) -> int:
+    """Delete the temporary files an interrupted :func:`atomic_path` left in ``folder``; return how many."""
+    count = 0
+    for path in Path(folder).glob(".*.partial*"):
+        if path.is_file():
+            path.unlink()
+            count += 1
+    return count
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one step.
@@ -36,10 +72,20 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        try:
+            yield tmp_path
+        except OSError as exc:  # a full disk or a lost permission: name the file being written
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise
         # mkstemp creates 0600 files; give the result the permissions an ordinary file gets.
         os.chmod(tmp_path, 0o666 & ~_umask())
+        try:
+            fsync_file(tmp_path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         os.replace(tmp_path, path)
+        fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

@@ -33,3 +33,24 @@ class UserError(Exception):
         if self.fix:
             text = f"{text} Fix: {self.fix}"
         return text
+
+
+#: errno values the user fixes (permissions, a read-only or full disk, a quota), by name.
+_USER_OS_ERRORS = {
+    "EACCES": ("permission denied", "choose a folder you can write to, or change its permissions."),
+    "EPERM": ("operation not permitted", "choose a folder you can write to, or change its permissions."),
+    "EROFS": ("the file system is read-only", "choose a folder on a writable disk."),
+    "ENOSPC": ("no space left on the disk", "free disk space, or choose a folder on another disk."),
+    "EDQUOT": ("the disk quota is exceeded", "free space in your quota, or choose another disk."),
+}
+
+
+def user_error_from_os_error(exc: OSError) -> UserError | None:
+    """The UserError for an OSError the user can fix (see ``_USER_OS_ERRORS``), else None (a bug)."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or -1)
+    if name not in _USER_OS_ERRORS:
+        return None
+    what, fix = _USER_OS_ERRORS[name]
+    return UserError(f"{what}.", path=exc.filename, fix=fix)

@@ -29,6 +29,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--noise-seed", type=int, default=0, help="--mode probe/mlp: seed of the fixed feature noise")
     p.add_argument("--mlp-members", type=int, default=10, help="--mode mlp: ensemble size (default 10)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out from its last complete checkpoint")
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -101,7 +103,9 @@ def finetune_options(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..finetune.run import finetune
 
-    summary = finetune(finetune_options(args))
+    opts = finetune_options(args)
+    opts.resume = args.resume
+    summary = finetune(opts)
     if args.progress != "json":
         print(json.dumps(summary, indent=2))
     return 0

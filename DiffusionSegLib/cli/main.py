@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     _stopping = False
     try:
         args = build_parser().parse_args(argv)
+        import SimpleITK
+
+        SimpleITK.ProcessObject.SetGlobalWarningDisplay(False)  # errors come back as one line each, not ITK chatter
         signal.signal(signal.SIGTERM, _terminate_as_interrupt)
         if hasattr(signal, "SIGBREAK"):  # Windows: what a CTRL_BREAK_EVENT raises
             signal.signal(signal.SIGBREAK, _terminate_as_interrupt)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,16 +15,17 @@ from ..data.preprocess import Preprocessing
 from ..data.sampler import StepBatchSampler
 from ..errors import UserError
 from ..imageio import check_same_dims, read_image
+from ..imageio.verify import verify_images
 from ..labels import class_names_from, is_seg_nrrd
 from ..landmarks import read_landmarks
-from ..nets import NetworkConfig, check_fits, network_config
+from ..nets import NetworkConfig, build_unet, check_fits, network_config
 from ..probe import PROBE_MODES, build_probe_network
 from ..probe.network import DEFAULT_TIMESTEPS
 from ..project import DEFAULT_COLORS
-from ..training.checkpoint import load_config, load_weights
+from ..training.checkpoint import STATE_NAME, fit_weights, load_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.distributed import init_distributed, local_rank_from_env
-from ..training.guard import RunGuard
+from ..training.guard import RunGuard, prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
@@ -78,6 +78,7 @@ class FinetuneOptions:
     extra: list[Path] = field(default_factory=list)
     extra_weight: float = 0.5
     checkpoint_every: int = 100
+    resume: bool = False               # continue the interrupted run in `out` (as pretrain --resume)
     overwrite: bool = False
     seed: int = 0
     device: str = "auto"
@@ -132,7 +133,10 @@ def _base_model(opts: FinetuneOptions, dims: int, first_image: Path
                                 f"{'whole resized images' if prep.image_size else f'{dims} numbers'}.",
                                 path=opts.pretrained, fix="drop --patch-size (the pretrained model's patch is used).")
             prep.patch_size = list(opts.patch_size)
-        return NetworkConfig.from_dict(config["network"]), prep, load_weights(opts.pretrained)
+        network = NetworkConfig.from_dict(config["network"])
+        weights = load_weights(opts.pretrained)
+        fit_weights(build_unet(network), weights, opts.pretrained)  # a clear error if they do not fit
+        return network, prep, weights
     # Random initialisation: the same preprocessing rules as pretraining.
     from ..training.pretrain import PretrainOptions, choose_preprocessing
 
@@ -167,6 +171,21 @@ def _probe_network(opts: FinetuneOptions, backbone: NetworkConfig, out_channels:
     return model, probe
 
 
+def _resume_settings(opts: FinetuneOptions, kind: str, cases: list[str]) -> None:
+    """Resuming repeats the interrupted run: its training settings win over today's flags
+    (as pretrain --resume); only --iterations may grow. Another task, mode or case list is refused."""
+    before = load_config(opts.out)
+    training = before.get("training", {})
+    changed = [what for what, now, then in (("task", kind, before.get("kind")), ("mode", opts.mode, before.get("mode")),
+                                            ("annotated cases", cases, training.get("cases"))) if now != then]
+    if changed:
+        raise UserError(f"the interrupted run had another {', '.join(changed)}; resuming would mix two trainings.",
+                        path=opts.out, fix="resume with the same --task, --mode and annotations, or start a new "
+                                           "run in a new --out.")
+    opts.batch_size, opts.learning_rate = training["batch_size"], training["learning_rate"]
+    opts.weight_decay, opts.seed, opts.augment = training["weight_decay"], training["seed"], training["augment"]
+
+
 def finetune(opts: FinetuneOptions) -> dict:
     """Fine-tune for ``opts.task`` on the annotated cases and write the model folder ``opts.out``."""
     if opts.task not in TASKS:
@@ -194,6 +213,7 @@ def finetune(opts: FinetuneOptions) -> dict:
         if extras and check_same_dims([c.image for c in extras]) != dims:
             raise UserError(f"the --extra images are {3 if dims == 2 else 2}D but the labeled images are {dims}D.",
                             path=extras[0].image, fix=f"pass --extra folders of {dims}D cases.")
+        verify_images([c.image for c in cases + extras], dims, log=reporter.log)
         base_net, prep, pretrained = _base_model(opts, dims, cases[0].image)
         # The network grid's spacing of the first case: synthesize gives its samples this spacing.
         grid_spacing = [float(v) for v in prep.resample(read_image(cases[0].image)).GetSpacing()]
@@ -204,14 +224,11 @@ def finetune(opts: FinetuneOptions) -> dict:
         net_cfg = NetworkConfig.from_dict({**base_net.to_dict(), "out_channels": task.out_channels})
         check_fits(net_cfg, prep.patch_size, option="--patch-size")
         if ctx.is_main:
-            if opts.out.exists() and any(opts.out.iterdir()):
-                if not opts.overwrite:
-                    raise UserError("the output folder exists and is not empty.", path=opts.out,
-                                    fix="choose a new --out, or pass --overwrite to replace that model.")
-                shutil.rmtree(opts.out)
-            guard.created = not opts.out.exists()
-            opts.out.mkdir(parents=True, exist_ok=True)
+            guard.created, _ = prepare_out_dir(opts.out, resume=opts.resume, overwrite=opts.overwrite)
         ctx.barrier()
+        opts.resume = opts.resume and (opts.out / STATE_NAME).is_file()  # False: interrupted before a checkpoint
+        if opts.resume:
+            _resume_settings(opts, task.kind, [c.name for c in cases])
         torch.manual_seed(opts.seed)
         if opts.mode == "full":
             model, fresh = task_network(net_cfg, opts.timestep, pretrained)
@@ -279,7 +296,7 @@ def finetune(opts: FinetuneOptions) -> dict:
 
         summary = train(model=model, loss_fn=loss_fn, make_batches=make_batches, settings=settings,
                         out_dir=opts.out, run_dir=run_dir, make_config=make_config, ctx=ctx, device=device,
-                        precision=precision, reporter=reporter, resume=False, batch_images=opts.batch_size)
+                        precision=precision, reporter=reporter, resume=opts.resume, batch_images=opts.batch_size)
         summary.update(out=str(opts.out), cases=len(cases), task=task.kind,
                        **({"extra_cases": len(extras)} if extras else {}))
         reporter.done(**summary)

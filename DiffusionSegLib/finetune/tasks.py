@@ -79,7 +79,13 @@ class LandmarkTask:
     def load(self, case: Case, prep: Preprocessing) -> dict[str, np.ndarray]:
         """``{"image": (1 + K, *S), "heatmaps": (L, *S)}``; a missing landmark has an all-zero map."""
         image = read_image(case.image)
-        points = read_landmarks(case.annotation, self.names)
+        found = read_landmarks(case.annotation)
+        if not set(found.names) & set(self.names):
+            raise UserError(f"none of the landmarks to learn ({', '.join(self.names)}) is in this file, which holds "
+                            f"{', '.join(found.names) or 'no landmark'}.", path=case.annotation,
+                            fix="check the landmark names (--landmark-names, or the project's list) against the "
+                                "labels of the control points; names must match exactly.")
+        points = found.reordered(self.names)
         outside = [n for n, out, miss in zip(self.names, points_outside(image, points.points), points.is_missing())
                    if out and not miss]
         if outside:

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from ..errors import UserError
 from . import _dicom, _pixels
+from ._native import native_stderr_silenced
 from .suffixes import IMAGE_SUFFIXES, case_id, is_image_file, is_label_file
 from .writing import write_image
 
@@ -93,12 +94,13 @@ def read_image(path: str | Path) -> sitk.Image:
     _require_exists(path)
     _check_readable_name(path)
     try:
-        if path.is_dir():
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(_dicom.series_files(path))
-            image = reader.Execute()
-        else:
-            image = sitk.ReadImage(str(path))
+        with native_stderr_silenced():  # the failure comes back as the exception below
+            if path.is_dir():
+                reader = sitk.ImageSeriesReader()
+                reader.SetFileNames(_dicom.series_files(path))
+                image = reader.Execute()
+            else:
+                image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         raise UserError(f"Could not read this image ({_itk_reason(err)}).", path=path,
                         fix="check that the file is complete and in a supported format; "
@@ -136,7 +138,8 @@ def _header(path: Path) -> sitk.ImageFileReader:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
-        reader.ReadImageInformation()
+        with native_stderr_silenced():
+            reader.ReadImageInformation()
     except RuntimeError as err:
         raise UserError(f"Could not read this image's header ({_itk_reason(err)}).", path=path,
                         fix="check that the file is complete and in a supported format.") from err

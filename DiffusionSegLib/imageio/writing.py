@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import fsync_dir, fsync_file
 from ..errors import UserError
 from .suffixes import IMAGE_SUFFIXES, PICTURE_SUFFIXES, image_suffix
 
@@ -62,7 +63,10 @@ def write_image(image: sitk.Image, path: str | Path, *, overwrite: bool = False)
             raise UserError("Writing this image would overwrite its existing data file.", path=clash[0],
                             fix="choose another name, or remove the file first.")
         for p in written:
+            fsync_file(p)
+        for p in written:
             os.replace(p, path.parent / p.name)
+        fsync_dir(path.parent)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

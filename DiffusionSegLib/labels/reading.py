@@ -155,8 +155,13 @@ def _segments_on_grid(path: Path, classes: list[str] | None, reference: sitk.Ima
             colors.append(None)
             masks.append(None)
             index = len(names) - 1
+        layer, value = segment.get("layer", 0), segment.get("labelValue", 1)
+        if not (isinstance(layer, int) and 0 <= layer < len(layers) and isinstance(value, (int, float))):
+            raise UserError(f"Segment {segment.get('name')!r} points at layer {layer!r}, label value {value!r}, "
+                            f"but the file has {len(layers)} layer(s).", path=path,
+                            fix="save the segmentation again from Slicer; its header is damaged.")
         # (i, j, k) -> numpy (k, j, i) = (D, H, W)
-        mask = np.transpose(layers[segment.get("layer", 0)] == segment.get("labelValue", 1))
+        mask = np.transpose(layers[layer] == value)
         if squeeze:
             mask = mask[0]
         masks[index] = mask if masks[index] is None else masks[index] | mask  # same-named segments merge

@@ -45,6 +45,8 @@ MARKUPS_SCHEMA = (
 )
 FCSV_COLUMNS = "id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID"
 _POINT_LIST_TYPES = {"Fiducial", "PointList", "Point list"}
+_RESAVE = ("Save the landmarks again from Slicer's Markups module (a point list), or write a CSV with the "
+           "columns name,x,y,z in LPS millimetres.")
 _NOT_PLACED = {"undefined", "missing", "preview"}  # preview = still being placed
 
 
@@ -144,17 +146,19 @@ def read_landmarks(path: str | Path, names: Sequence[str] | None = None) -> Land
     lower = path.name.lower()
     if not path.is_file():
         raise UserError("landmark file not found.", path=path, fix="Check the path.")
-    if lower.endswith(".json"):
-        lm = _read_mrk_json(path)
-    elif lower.endswith(".fcsv"):
-        lm = _read_fcsv(path)
-    elif lower.endswith(".csv"):
-        lm = _read_csv(path)
-    else:
+    readers = {".json": _read_mrk_json, ".fcsv": _read_fcsv, ".csv": _read_csv}
+    reader = next((r for suffix, r in readers.items() if lower.endswith(suffix)), None)
+    if reader is None:
         raise UserError(
             "unknown landmark file type.", path=path,
             fix="Use a Slicer markups file (.mrk.json), a .fcsv file or a CSV with columns name,x,y,z.",
         )
+    try:
+        lm = reader(path)
+    except UserError as err:
+        if err.fix:
+            raise
+        raise UserError(err.message, path=err.path, fix=_RESAVE) from None
     return lm if names is None else lm.reordered(names)
 
 
@@ -173,16 +177,16 @@ def _read_mrk_json(path: Path) -> Landmarks:
     markups = doc.get("markups") if isinstance(doc, dict) else None
     if not isinstance(markups, list):
         raise UserError("no 'markups' list; not a Slicer markups file.", path=path)
-    markup = next((m for m in markups if isinstance(m, dict) and m.get("type") in _POINT_LIST_TYPES), None)
+    markup = next((m for m in markups if isinstance(m, dict) and _text(m.get("type")) in _POINT_LIST_TYPES), None)
     if markup is None:
         raise UserError("holds no point list (markups of type 'Fiducial').", path=path,
                         fix="Save a Point List markups node, not a line, curve or ROI.")
     system = markup.get("coordinateSystem", "LPS")
-    if system not in ("LPS", "RAS"):
+    if _text(system) not in ("LPS", "RAS"):
         raise UserError(f"unknown coordinateSystem {system!r}.", path=path, fix="Use 'LPS' or 'RAS'.")
     units = markup.get("coordinateUnits", "mm")
     units = units[0] if isinstance(units, list) and units else units
-    scale = {"mm": 1.0, "um": 1e-3}.get(units)
+    scale = {"mm": 1.0, "um": 1e-3}.get(_text(units))
     if scale is None:
         raise UserError(f"unknown coordinateUnits {units!r}.", path=path, fix="Use 'mm'.")
     cps = markup.get("controlPoints", [])
@@ -197,14 +201,19 @@ def _read_mrk_json(path: Path) -> Landmarks:
         if not label:
             raise UserError(f"{where} has no label (the landmark name).", path=path,
                             fix="Name every control point in Slicer's Markups module.")
-        status = cp.get("positionStatus", "defined")
+        status = _text(cp.get("positionStatus", "defined"))
         if status in _NOT_PLACED:
             xyz = [math.nan] * 3
         else:
             xyz = cp.get("position")
             if not (isinstance(xyz, list) and len(xyz) == 3 and all(_is_number(v) for v in xyz)):
-                raise UserError(f"{where} ({label!r}) has no valid 3-number 'position'.", path=path)
+                raise UserError(f"{where} ({label!r}) has no valid 3-number 'position'.", path=path,
+                                fix="Place the point again in Slicer's Markups module, or mark it as not placed.")
             xyz = [float(v) * scale for v in xyz]
+            if not all(math.isfinite(v) for v in xyz):
+                raise UserError(f"{where} ({label!r}) is placed but its position {xyz} is not finite.", path=path,
+                                fix="Place the point again in Slicer's Markups module, or set its positionStatus "
+                                    "to 'undefined' if it is not visible.")
         names.append(label)
         pts.append(xyz)
         c, f = _parse_description(str(cp.get("description", "")))
@@ -279,6 +288,10 @@ def _build(path, names, pts, conf, flags, ras: bool) -> Landmarks:
         raise UserError(f"duplicated landmark name(s): {', '.join(dup)}.", path=path,
                         fix="Give every landmark a unique label.")
     points = np.asarray(pts, dtype=np.float64).reshape(-1, 3)
+    if np.isinf(points).any():
+        bad = names[int(np.nonzero(np.isinf(points).any(axis=1))[0][0])]
+        raise UserError(f"landmark {bad!r} has an infinite coordinate.", path=path,
+                        fix="Give its position in millimetres, or leave its cells empty if it is not placed.")
     if ras:  # RAS -> LPS: flip the two in-plane axes
         points[:, :2] *= -1.0
     if conf is not None and all(math.isnan(c) for c in conf):
@@ -301,6 +314,11 @@ def _parse_description(text: str) -> tuple[float, str]:
     if m:
         flag = m.group(1)
     return conf, flag
+
+
+def _text(v) -> str | None:
+    """``v`` if it is a string (so it can be looked up in a set), else None."""
+    return v if isinstance(v, str) else None
 
 
 def _is_number(v) -> bool:
@@ -410,8 +428,13 @@ def _atomic_write(path: str | Path, text: str, overwrite: bool) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:  # a full disk: name the file being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are ordinary shared files
         if overwrite:
             os.replace(tmp, path)

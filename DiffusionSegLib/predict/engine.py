@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..finetune.network import FixedTimestepUNet
 from ..nets import NetworkConfig, build_unet
 from ..probe import build_probe_network
-from ..training.checkpoint import load_config, load_weights
+from ..training.checkpoint import fit_weights, load_config, load_weights
 from ..training.device import Precision, choose_device
 
 TASK_KINDS = ("segmentation", "landmarks")
@@ -40,21 +40,22 @@ def load_task_model(model_dir: Path, device: str = "auto", precision: str = "aut
     if config.get("kind") not in TASK_KINDS:
         raise UserError(f"this is a {config.get('kind')} model, which cannot predict.", path=model_dir,
                         fix="fine-tune it first (`diffusionseg finetune`) and predict with the fine-tuned folder.")
-    network = NetworkConfig.from_dict(config["network"])
-    if config.get("mode", "full") == "full":
-        net = FixedTimestepUNet(build_unet(network), config["timestep"])
-    else:  # probing: the frozen backbone plus its head, rebuilt from plain data
-        probe = config["probe"]
-        net = build_probe_network(network, probe["diffusion"], probe["out_channels"], probe)
-    weights = load_weights(model_dir)
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise UserError("the weights do not fit the network the config describes.", path=model_dir,
-                        fix="restore the model folder from its original copy.")
+    try:
+        network = NetworkConfig.from_dict(config["network"])
+        if config.get("mode", "full") == "full":
+            net = FixedTimestepUNet(build_unet(network), config["timestep"])
+        else:  # probing: the frozen backbone plus its head, rebuilt from plain data
+            probe = config["probe"]
+            net = build_probe_network(network, probe["diffusion"], probe["out_channels"], probe)
+        preprocessing = Preprocessing.from_dict(config["preprocessing"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"config.json does not describe a network this version can build ({type(exc).__name__}: "
+                        f"{exc}).", path=Path(model_dir) / "config.json",
+                        fix="restore the model folder from its original copy, or fine-tune it again.") from exc
+    fit_weights(net, load_weights(model_dir), model_dir)
     dev = choose_device(device)
     net.to(dev).eval()
-    return LoadedModel(config, net, Preprocessing.from_dict(config["preprocessing"]), dev,
-                       Precision.choose(dev, precision))
+    return LoadedModel(config, net, preprocessing, dev, Precision.choose(dev, precision))
 
 
 @torch.no_grad()

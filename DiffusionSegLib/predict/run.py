@@ -17,6 +17,8 @@ from ..landmarks import LOW_CONFIDENCE, Landmarks, index_to_physical, write_csv,
 from ..landmarks.heatmaps import decode_heatmaps, sigma_mm_to_px
 from ..landmarks.overlay import write_landmark_overlay_png
 from ..project import case_name
+from ..imageio.verify import verify_images
+from ..runlock import RunLock
 from ..training.progress import Reporter
 from .engine import LoadedModel, load_task_model, network_output, on_grid
 
@@ -85,17 +87,33 @@ def predict(opts: PredictOptions) -> dict:
     if bad:
         raise UserError(f"unknown output format(s) {', '.join(bad)}.",
                         fix=f"use --format with {', '.join(LABELMAP_FORMATS)}.")
+    out = Path(opts.out)
+    with RunLock(out, "output folder"):
+        return _predict(opts, out)
+
+
+def _predict(opts: PredictOptions, out: Path) -> dict:
     model = load_task_model(opts.model, opts.device, opts.precision)
     paths = list_images(opts.images)
-    out = Path(opts.out)
+    reporter = Reporter("predict", opts.progress)
+    verify_images(paths, model.config["dims"], log=reporter.log)
     suffix = ".seg.nrrd" if model.kind == "segmentation" else ".mrk.json"
     clashes = [p for p in paths if (out / f"{case_name(p)}{suffix}").exists()]
     if clashes:
         raise UserError(f"predictions for {len(clashes)} image(s) already exist in the output folder "
                         f"(e.g. {case_name(clashes[0])}).", path=out,
                         fix="choose a new --out; results are never overwritten.")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    reporter = Reporter("predict", opts.progress)
+    try:
+        return _predict_all(opts, out, model, paths, reporter)
+    except BaseException:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failure before the first result leaves no empty folder behind
+        raise
+
+
+def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: list[Path], reporter: Reporter) -> dict:
     reporter.start(len(paths), out=str(out), model=str(opts.model))
     written: list[str] = []
     dims = model.config["dims"]

@@ -13,6 +13,8 @@ Pickle-based files (``torch.save``) are refused with an explanation, never opene
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -51,6 +53,50 @@ def _refuse_pickle(path: Path) -> None:
             fix="use a DiffusionSeg model folder, or convert trusted weights with safetensors.torch.save_file.")
 
 
+def _save_tensors(tensors: dict[str, torch.Tensor], tmp: Path, metadata: dict, target: Path) -> None:
+    """safetensors' save_file; its I/O errors (a full disk) become the OSError they are, naming ``target``."""
+    try:
+        save_file(_contiguous_cpu(tensors), str(tmp), metadata=metadata)
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(target)) from exc
+
+
+#: What a model folder's config.json must hold, by kind (beyond format and version).
+REQUIRED_KEYS = {
+    "pretrained": ("dims", "network", "preprocessing"),
+    "segmentation": ("dims", "network", "preprocessing", "task"),
+    "landmarks": ("dims", "network", "preprocessing", "task"),
+    "bpr": (),
+}
+
+
+def fit_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], model_dir: str | Path,
+                strict: bool = True) -> None:
+    """Load ``weights`` into ``module``, or say which tensor does not fit the network config.json describes.
+
+    Args:
+        strict: False allows ``module`` to have tensors the weights lack (only shapes are checked).
+    """
+    expected = module.state_dict()
+    wrong = [k for k, v in weights.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
+    unexpected = [k for k in weights if k not in expected]
+    missing = [k for k in expected if k not in weights] if strict else []
+    if wrong or unexpected or missing:
+        name = (wrong or unexpected or missing)[0]
+        detail = (f"{name} has shape {tuple(weights[name].shape)}, the network needs "
+                  f"{tuple(expected[name].shape)}" if wrong else
+                  f"{name} is {'not in the network' if unexpected else 'missing'}")
+        raise UserError(f"the weights do not fit the network that config.json describes ({detail}; "
+                        f"{len(wrong) + len(unexpected) + len(missing)} tensor(s) differ).",
+                        path=Path(model_dir) / WEIGHTS_NAME,
+                        fix="restore the model folder from its original copy (config.json and model.safetensors "
+                            "belong together), or train it again.")
+    module.load_state_dict(weights, strict=strict)
+
+
 def _contiguous_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
 
@@ -63,7 +109,7 @@ def save_model(model_dir: str | Path, config: dict, weights: dict[str, torch.Ten
     model_dir = Path(model_dir)
     config = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **config}
     write_atomic(model_dir / WEIGHTS_NAME,
-                 lambda tmp: save_file(_contiguous_cpu(weights), str(tmp), metadata={"format": MODEL_FORMAT}))
+                 lambda tmp: _save_tensors(weights, tmp, {"format": MODEL_FORMAT}, model_dir / WEIGHTS_NAME))
     write_json_atomic(model_dir / CONFIG_NAME, config)
 
 
@@ -86,9 +132,22 @@ def load_config(model_dir: str | Path) -> dict:
     if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
         raise UserError("config.json is not a DiffusionSeg model configuration.", path=path,
                         fix="pass a folder written by DiffusionSeg.")
-    if config.get("version", 0) > MODEL_VERSION:
+    version = config.get("version", 0)
+    if not isinstance(version, int):
+        raise UserError(f"config.json has a version {version!r} that is not a whole number.", path=path,
+                        fix="restore the model folder from its original copy.")
+    if version > MODEL_VERSION:
         raise UserError(f"model version {config['version']} is newer than this DiffusionSeg understands.",
                         path=path, fix="update DiffusionSeg.")
+    kind = config.get("kind")
+    if kind not in REQUIRED_KEYS:
+        raise UserError(f"config.json names an unknown model kind {kind!r} (known: {', '.join(REQUIRED_KEYS)}).",
+                        path=path, fix="restore the model folder from its original copy.")
+    missing = [key for key in REQUIRED_KEYS[kind] if not isinstance(config.get(key), (dict, int))
+               or isinstance(config.get(key), bool)]
+    if missing:
+        raise UserError(f"config.json lacks {', '.join(missing)} (or holds the wrong type there).", path=path,
+                        fix="restore the model folder from its original copy.")
     return config
 
 
@@ -130,8 +189,8 @@ def save_training_state(model_dir: str | Path, *, step: int, model: dict[str, to
         "scaler": json.dumps({k: (v.item() if torch.is_tensor(v) else v) for k, v in scaler.state_dict().items()}),
         "extra": json.dumps(extra),
     }
-    write_atomic(Path(model_dir) / STATE_NAME,
-                 lambda tmp: save_file(_contiguous_cpu(tensors), str(tmp), metadata=metadata))
+    target = Path(model_dir) / STATE_NAME
+    write_atomic(target, lambda tmp: _save_tensors(tensors, tmp, metadata, target))
 
 
 def load_training_state(model_dir: str | Path) -> dict:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from contextlib import ExitStack
 from pathlib import Path
 
+from ..atomic import remove_partials
 from ..errors import UserError
-from .checkpoint import STATE_NAME
+from ..runlock import RunLock, project_of
+from .checkpoint import CONFIG_NAME, STATE_NAME, WEIGHTS_NAME
 from .distributed import DistContext
 from .progress import Reporter
 
@@ -14,10 +18,13 @@ from .progress import Reporter
 class RunGuard:
     """Context manager around a training run that writes the model folder ``out_dir``.
 
-    On failure (a UserError, a crash, Ctrl-C or the Slicer module's cancel) it emits the
-    ``error`` event, and removes ``out_dir`` if this run created it and never wrote a
-    checkpoint, so a failed run leaves either nothing or a resumable checkpoint. The
-    process group is always closed. Set ``created`` once the run has made ``out_dir``.
+    On entry (rank 0) it takes the run lock of ``out_dir`` and, when ``out_dir`` lies in
+    a project folder, of the project (see :mod:`DiffusionSegLib.runlock`): a second run
+    on either is refused. On failure (a UserError, a crash, Ctrl-C or the Slicer
+    module's cancel) it emits the ``error`` event, and removes ``out_dir`` if this run
+    created it and never wrote a checkpoint, so a failed run leaves either nothing or a
+    resumable checkpoint. The locks are released and the process group is always
+    closed. Set ``created`` once the run has made ``out_dir``.
     """
 
     def __init__(self, reporter: Reporter, ctx: DistContext, out_dir: Path):
@@ -25,8 +32,19 @@ class RunGuard:
         self.ctx = ctx
         self.out_dir = Path(out_dir)
         self.created = False
+        self._locks = ExitStack()
 
     def __enter__(self) -> "RunGuard":
+        if self.ctx.is_main:
+            try:
+                self._locks.enter_context(RunLock(self.out_dir, "output folder"))
+                project = project_of(self.out_dir)
+                if project is not None:
+                    self._locks.enter_context(RunLock(project, "project (a training run is using it)"))
+            except BaseException as exc:
+                self._locks.close()
+                self.__exit__(type(exc), exc, None)
+                raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -39,5 +57,56 @@ class RunGuard:
                 if self.created and self.ctx.is_main and not (self.out_dir / STATE_NAME).exists():
                     shutil.rmtree(self.out_dir, ignore_errors=True)
         finally:
-            self.ctx.close()
+            try:
+                self._locks.close()
+            finally:
+                self.ctx.close()
+        return False
+
+
+def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> tuple[bool, bool]:
+    """The one output-folder policy of the training commands (call it holding the run lock).
+
+    - ``resume``: continue from the last complete checkpoint in ``out``. When the run was
+      interrupted before its first checkpoint (``out`` holds only its ``runs/`` log and
+      temporary files), there is nothing to continue and it starts again from step 0.
+      Temporary files of an interrupted write are removed.
+    - otherwise ``out`` must be missing or empty, or hold a model (``config.json``) and
+      ``overwrite`` is given (the model is then deleted).
+
+    Returns:
+        (created: this run made ``out``, so it may remove it on failure;
+         resuming: a checkpoint exists and is to be continued).
+    """
+    out = Path(out)
+    if resume:
+        if (out / STATE_NAME).is_file():
+            remove_partials(out)
+            return False, True
+        leftovers = [p for p in out.iterdir() if p.name != "runs" and ".partial" not in p.name] if out.is_dir() else []
+        names = {p.name for p in leftovers}
+        if names <= {CONFIG_NAME, WEIGHTS_NAME} and (CONFIG_NAME not in names or _unfinished(out)):
+            leftovers = []  # killed while writing the first checkpoint (its model before its training state)
+        if not out.is_dir() or leftovers:
+            raise UserError("there is no run to resume here (no training_state.safetensors).", path=out,
+                            fix="drop --resume to start a new run, or pass the folder of the interrupted run.")
+        remove_partials(out)
+        return False, False  # interrupted before its first checkpoint: start again
+    if out.exists() and any(out.iterdir()):
+        if not (overwrite and (out / CONFIG_NAME).is_file()):
+            raise UserError("the output folder exists and is not empty.", path=out,
+                            fix="choose a new --out, use --resume to continue a run, "
+                                "or --overwrite to replace a model.")
+        shutil.rmtree(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    return created, False
+
+
+def _unfinished(out: Path) -> bool:
+    """True when ``out/config.json`` records a training that stopped before its last step."""
+    try:
+        training = json.loads((out / CONFIG_NAME).read_text()).get("training", {})
+        return int(training["step"]) < int(training["iterations"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False

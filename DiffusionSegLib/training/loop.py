@@ -108,9 +108,11 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
 
     def checkpoint(step: int) -> None:
         if ctx.is_main:
+            # The model (weights, then config.json) before the training state: a folder with a
+            # training state always has the config that --resume reads, whenever a kill -9 lands.
+            save_model(out_dir, make_config(step), ema.state_dict())
             save_training_state(out_dir, step=step, model=model.state_dict(), ema=ema.state_dict(),
                                 optimizer=optimizer, scaler=scaler, extra={"loss_rows": log.rows})
-            save_model(out_dir, make_config(step), ema.state_dict())
             log.write(run_dir / "loss.csv", run_dir / "loss.png", title=f"{reporter.stage} loss")
             reporter.emit("checkpoint", step=step, path=str(out_dir))
         ctx.barrier()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +18,12 @@ from ..diffusion import DiffusionConfig, ddpm_loss, make_scheduler
 from ..diffusion.pretext import OBJECTIVES, masked_image_loss
 from ..errors import UserError
 from ..imageio import check_same_dims, list_images, normalisation_for, read_image
+from ..imageio.verify import verify_images
 from ..nets import NetworkConfig, build_unet, check_fits, network_config
-from .checkpoint import CONFIG_NAME, STATE_NAME, load_config
+from .checkpoint import STATE_NAME, load_config
 from .device import Precision, choose_device
 from .distributed import init_distributed, local_rank_from_env
-from .guard import RunGuard
+from .guard import RunGuard, prepare_out_dir
 from .loop import LoopSettings, train
 from .progress import Reporter, new_run_dir
 
@@ -100,25 +100,6 @@ def choose_preprocessing(opts: PretrainOptions, dims: int, first_image: Path, ne
                          coordinates=None if opts.coordinates in (None, "", "none") else opts.coordinates)
 
 
-def _prepare_out_dir(opts: PretrainOptions) -> bool:
-    """Check the output folder; return True when this run creates it (and so may remove it on failure)."""
-    out = opts.out
-    if opts.resume:
-        if not (out / STATE_NAME).is_file():
-            raise UserError("there is no run to resume here (no training_state.safetensors).", path=out,
-                            fix="drop --resume to start a new run, or pass the folder of the interrupted run.")
-        return False
-    if out.exists() and any(out.iterdir()):
-        if not (opts.overwrite and (out / CONFIG_NAME).is_file()):
-            raise UserError("the output folder exists and is not empty.", path=out,
-                            fix="choose a new --out, use --resume to continue a run, "
-                                "or --overwrite to replace a model.")
-        shutil.rmtree(out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    return created
-
-
 def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
     """Pretrain a diffusion U-Net on ``opts.images`` and write the model folder ``opts.out``.
 
@@ -141,9 +122,12 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         if opts.dims is not None and opts.dims != dims:
             raise UserError(f"--dims {opts.dims} was given but the images are {dims}D.", path=opts.images,
                             fix=f"use --dims {dims}, or point --images at {opts.dims}D images.")
+        verify_images(paths, dims, log=reporter.log)
         if ctx.is_main:
-            guard.created = _prepare_out_dir(opts)
+            guard.created, _ = prepare_out_dir(opts.out, resume=opts.resume, overwrite=opts.overwrite)
         ctx.barrier()
+        # A run interrupted before its first checkpoint starts again (see prepare_out_dir).
+        opts.resume = opts.resume and (opts.out / STATE_NAME).is_file()
         if opts.resume:
             previous = load_config(opts.out)
             net_cfg = NetworkConfig.from_dict(previous["network"])
