@@ -45,9 +45,11 @@ def pool(tmp_path_factory) -> Path:
     like = sitk.ReadImage(str(images / "case_000.nrrd"))
     for i, name in enumerate(STRIPES):
         stripes(images / f"{name}.nrrd", like, phase=i)
-    (root / "labels").mkdir()
-    for case in ("case_000", "case_001", "case_002"):
-        (root / "labels" / f"{case}.nrrd").write_bytes((root / "data" / "labels" / f"{case}.nrrd").read_bytes())
+    for folder, suffix in (("labels", ".nrrd"), ("landmarks", ".mrk.json")):
+        (root / folder).mkdir()
+        for case in ("case_000", "case_001", "case_002"):
+            name = f"{case}{suffix}"
+            (root / folder / name).write_bytes((root / "data" / folder / name).read_bytes())
     return root
 
 
@@ -60,7 +62,10 @@ def models(pool, tmp_path_factory) -> dict[str, Path]:
     finetune(FinetuneOptions(task="segmentation", images=pool / "data" / "images", annotations=pool / "labels",
                              out=root / "seg", pretrained=root / "pre", classes=CLASSES, iterations=20, batch_size=3,
                              learning_rate=3e-3, checkpoint_every=20, device="cpu", progress="none"))
-    return {"pre": root / "pre", "seg": root / "seg"}
+    finetune(FinetuneOptions(task="landmarks", images=pool / "data" / "images", annotations=pool / "landmarks",
+                             out=root / "lmk", pretrained=root / "pre", iterations=10, batch_size=3,
+                             learning_rate=3e-3, checkpoint_every=10, device="cpu", progress="none"))
+    return {"pre": root / "pre", "seg": root / "seg", "lmk": root / "lmk"}
 
 
 def run(models, pool, out, model="pre", **kw) -> dict:
@@ -119,6 +124,14 @@ def test_finetuned_model_never_suggests_labeled_cases(models, pool, tmp_path, ca
     assert "far from every labeled case" in report["suggestions"][0]["reason"]
 
 
+def test_landmark_model_ranks_by_peak_mass_and_distance(models, pool, tmp_path):
+    report = run(models, pool, tmp_path / "lmk", model="lmk", landmarks=pool / "landmarks", count=4)
+    assert report["strategy"] == "mix" and report["model"]["kind"] == "landmarks"
+    for s in report["suggestions"]:
+        assert s["case"] not in report["labeled"] and 0 <= s["peak_mass"] <= 1 and s["spread_px"] >= 0
+        assert "landmark peaks" in s["reason"]
+
+
 def test_errors_are_one_line_exit_2(models, pool, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     images = str(pool / "data" / "images")
@@ -129,7 +142,11 @@ def test_errors_are_one_line_exit_2(models, pool, tmp_path, capsys):
              (["--model", str(bpr), "--images", images], "bpr model"),
              (["--model", str(models["seg"]), "--images", images, "--landmarks", str(pool / "labels")], "seg"),
              (["--model", str(models["seg"]), "--images", images, "--labels", str(pool / "labels"),
-               "--count", "10"], "10")]
+               "--count", "10"], "10"),
+             (["--model", str(models["pre"]), "--images", images, "--strategy", "mix"], "mix needs a task model"),
+             (["--model", str(models["pre"]), "--images", str(tmp_path / "vol")], "3D image, 2D model")]
+    (tmp_path / "vol").mkdir()
+    sitk.WriteImage(sitk.Image([8, 8, 4], sitk.sitkFloat32), str(tmp_path / "vol" / "v.nrrd"))
     for argv, what in cases:
         count = [] if "--count" in argv else ["--count", "2"]
         code = main(["suggest", *argv, *count, "--out", str(tmp_path / "x"), "--device", "cpu", "--progress", "none"])
