@@ -112,6 +112,11 @@ def kmedoids(X: np.ndarray, k: int, fixed: list[int] = (), seed: int = 0, restar
         cost = D[:, fixed + medoids].min(1).sum()
         if cost < best_cost - 1e-12:
             best, best_cost = medoids, cost
+    best = list(dict.fromkeys(best))
+    while len(best) < k:   # a medoid update that made two clusters share one medoid: add the farthest candidate
+        gap = np.where(candidates, _nearest(D, fixed + best), -1.0)
+        gap[best] = -1.0
+        best.append(int(gap.argmax()))
     order, chosen = [], list(fixed)
     remaining = list(best)
     while remaining:
