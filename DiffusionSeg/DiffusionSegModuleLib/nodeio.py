@@ -343,8 +343,6 @@ def new_markups(ctx: MRMLContext, landmark_names: Sequence[str], name: str):
     In Slicer the user then clicks in the views and each click places the next
     unplaced point, so the names are right without typing them.
     """
-    import vtk
-
     node = ctx.add_node("vtkMRMLMarkupsFiducialNode", name)
     node.CreateDefaultDisplayNodes()
     complete_markups(node, landmark_names)
