@@ -90,6 +90,7 @@ class RunLock:
         self.what = what
         self.path = lock_path(self.folder)
         self.held = False
+        self._made: list[Path] = []  # folders made to hold the lock, removed again if still empty
 
     def _record(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -97,7 +98,9 @@ class RunLock:
 
     def _try_create(self) -> bool:
         try:
+            missing = [d for d in [self.path.parent, *self.path.parent.parents] if not d.exists()]
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._made = missing + self._made
             fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
         except OSError as exc:  # e.g. no write permission: name the folder the user chose, not the lock
             raise OSError(exc.errno, exc.strerror, str(self.folder)) from exc
@@ -132,6 +135,13 @@ class RunLock:
         return info if isinstance(info, dict) else {}
 
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except BaseException:
+            self.release()  # the folders made for the lock
+            raise
+
+    def _acquire(self) -> None:
         for _ in range(10):
             if self._try_create():
                 self.held = True
@@ -165,15 +175,20 @@ class RunLock:
         raise UserError("could not take the run lock.", path=self.path, fix="delete the lock file and retry.")
 
     def release(self) -> None:
-        if not self.held:
-            return
-        self.held = False
-        info = self._read()
-        if info and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
+        if self.held:
+            self.held = False
+            info = self._read()
+            if info and info.get("pid") == os.getpid() and info.get("host") == socket.gethostname():
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+        for folder in self._made:  # innermost first; a folder the run filled stays
             try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
+                folder.rmdir()
+            except OSError:
+                break
+        self._made = []
 
     def __enter__(self) -> "RunLock":
         self.acquire()

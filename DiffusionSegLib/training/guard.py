@@ -37,10 +37,10 @@ class RunGuard:
     def __enter__(self) -> "RunGuard":
         if self.ctx.is_main:
             try:
-                self._locks.enter_context(RunLock(self.out_dir, "output folder"))
                 project = project_of(self.out_dir)
                 if project is not None:
                     self._locks.enter_context(RunLock(project, "project (a training run is using it)"))
+                self._locks.enter_context(RunLock(self.out_dir, "output folder"))
             except BaseException as exc:
                 self._locks.close()
                 self.__exit__(type(exc), exc, None)
