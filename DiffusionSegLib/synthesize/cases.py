@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 from pathlib import Path
 
@@ -47,17 +46,15 @@ def write_new_image(image: sitk.Image, folder: Path, case: str) -> Path:
 
 
 def link_image(source: Path, folder: Path, case: str, image: sitk.Image) -> Path:
-    """Put a user's image into ``folder/images``: a hard link (no copy) where the file system
-    allows it, else a copy; a DICOM series folder is written as ``<case>.nrrd``."""
+    """Put a copy of a user's image into ``folder/images``; a DICOM series folder is written as
+    ``<case>.nrrd``. A copy, not a link: a pseudo-labelled case opened and saved in Slicer
+    (which rewrites the file in place) must never change the user's original image."""
     images = folder / "images"
     images.mkdir(parents=True, exist_ok=True)
     if source.is_dir():
         return write_new_image(image, folder, case)
     target = images / source.name
-    try:
-        os.link(source, target)
-    except OSError:
-        write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
+    write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
     return target
 
 
