@@ -300,14 +300,18 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.stopPlacing()  # every landmark is placed: clicks go back to moving the view
 
     def refreshCases(self) -> None:
-        """Fill the case list from the project folder (after open, save, add, predict)."""
+        """Fill the case list from the project folder (after open, save, add, predict), in review
+        order: predictions first, the least confident at the top; then unlabeled; then labeled."""
         project = self.logic.currentProject() if self._parameterNode else None
         self._caseRows = self.logic.caseRows(project) if project is not None else []
         table = self.ui.caseTable
         table.setRowCount(len(self._caseRows))
         for row, caseRow in enumerate(self._caseRows):
+            status = self.STATUS_TEXT[caseRow.status]
+            if caseRow.confidence is not None:
+                status = _("{status} (confidence {confidence:.2f})").format(status=status, confidence=caseRow.confidence)
             table.setItem(row, 0, qt.QTableWidgetItem(caseRow.case))
-            table.setItem(row, 1, qt.QTableWidgetItem(self.STATUS_TEXT[caseRow.status]))
+            table.setItem(row, 1, qt.QTableWidgetItem(status))
         self.updateGUI()
 
     def updateProgress(self) -> None:

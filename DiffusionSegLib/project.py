@@ -37,6 +37,9 @@ IMAGE_SUFFIXES = (".nii.gz", ".seg.nrrd", ".nrrd", ".nii", ".mha", ".mhd", ".png
 # Label files in order of preference when a case has several.
 SEGMENTATION_LABEL_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii", ".mha", ".png")
 LANDMARK_LABEL_SUFFIXES = (".mrk.json", ".fcsv", ".csv")
+#: Written by ``diffusionseg predict`` beside its results: {case: confidence measures}
+#: (predict/confidence.py); the Slicer module orders the review by it.
+PREDICTION_CONFIDENCE_FILE = "confidence.json"
 
 # Colours for new classes (0..1 RGB), Slicer-like; cycled when there are more classes.
 DEFAULT_COLORS = [(0.5, 0.68, 0.5), (0.95, 0.84, 0.57), (0.69, 0.48, 0.4), (0.44, 0.5, 0.85),

@@ -12,6 +12,7 @@ carry ``DiffusionSeg.Case`` too, so Save knows which case a corrected prediction
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -53,6 +54,7 @@ class CaseRow:
     status: str  # UNLABELED | PREDICTED | LABELED
     label: Path | None = None  # labels/<case>.* when labeled
     prediction: Path | None = None  # the newest prediction run's file for the case
+    confidence: float | None = None  # that prediction's confidence (0..1), when the backend reported it
 
 
 class CoreLogic:
@@ -148,7 +150,8 @@ class CoreLogic:
         return unlabeled[0] if unlabeled else None
 
     def caseRows(self, project) -> list[CaseRow]:
-        """Every case of the project with its status (for the case list)."""
+        """Every case of the project with its status, in review order (for the case list):
+        predictions to review first, least confident first; then unlabeled; then labeled."""
         predictions = latestPredictions(project)
         rows = []
         for case in project.cases():
@@ -156,10 +159,12 @@ class CoreLogic:
             if label is not None:
                 rows.append(CaseRow(case, LABELED, label=label, prediction=predictions.get(case)))
             elif case in predictions:
-                rows.append(CaseRow(case, PREDICTED, prediction=predictions[case]))
+                rows.append(CaseRow(case, PREDICTED, prediction=predictions[case],
+                                    confidence=predictionConfidence(predictions[case], case)))
             else:
                 rows.append(CaseRow(case, UNLABELED))
-        return rows
+        order = {PREDICTED: 0, UNLABELED: 1, LABELED: 2}
+        return sorted(rows, key=lambda r: (order[r.status], r.confidence if r.confidence is not None else -1.0))
 
     def openCase(self, project, case: str, create: bool = False):
         """The case's image and the node to review or annotate it with, both in the scene.
@@ -434,7 +439,10 @@ class CoreLogic:
         prediction (the others open from the case list, one at a time). Subclasses add GUI updates."""
         if record.kind != "predict" or record.result is None:
             return
-        record.predictions = dict(predictionFiles(record.result.state.outputs, record.out / "predictions"))
+        files = predictionFiles(record.result.state.outputs, record.out / "predictions")
+        # Review order: the least confident prediction first.
+        files.sort(key=lambda item: predictionConfidence(item[1], item[0]) or 0.0)
+        record.predictions = dict(files)
         if record.load_results and record.predictions:
             project = self.openProject(record.project_folder)
             case, path = next(iter(record.predictions.items()))
@@ -478,6 +486,15 @@ def latestPredictions(project) -> dict[str, Path]:
     for run in runs:  # oldest first: a newer run overwrites
         found.update(predictionFiles([], run / "predictions"))
     return found
+
+
+def predictionConfidence(path: Path, case: str) -> float | None:
+    """The confidence the backend reported for ``case`` in the run that wrote ``path`` (None: not reported)."""
+    try:
+        figures = json.loads((Path(path).parent / project_module().PREDICTION_CONFIDENCE_FILE).read_text("utf-8"))
+        return float(figures[case]["confidence"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an older run without the file, or one cut off before this case: no order to give
 
 
 def predictionFiles(outputs: Sequence[tuple[str, str]], folder: Path) -> list[tuple[str, Path]]:

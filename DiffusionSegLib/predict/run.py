@@ -10,16 +10,19 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..atomic import write_json_atomic
 from ..errors import UserError
 from ..imageio import list_images, read_image, resample_like
 from ..labels import write_labelmap, write_overlay_png, write_seg_nrrd
 from ..landmarks import LOW_CONFIDENCE, Landmarks, index_to_physical, write_csv, write_mrk_json
 from ..landmarks.heatmaps import decode_heatmaps, sigma_mm_to_px
 from ..landmarks.overlay import write_landmark_overlay_png
+from ..project import PREDICTION_CONFIDENCE_FILE as CONFIDENCE_FILE
 from ..project import case_name
 from ..imageio.verify import verify_images
 from ..runlock import RunLock
 from ..training.progress import Reporter
+from .confidence import landmark_confidence, segmentation_confidence
 from .engine import LoadedModel, load_task_model, network_output, on_grid
 
 LABELMAP_FORMATS = ("nii.gz", "nrrd", "png")
@@ -40,20 +43,27 @@ class PredictOptions:
 
 
 def predict_segmentation(model: LoadedModel, image: sitk.Image, overlap: float = 0.5) -> sitk.Image:
-    """The label map (uint8, 0 = background) of ``image``, on ``image``'s own grid.
+    """The label map (uint8, 0 = background) of ``image``, on ``image``'s own grid."""
+    return segment(model, image, overlap)[0]
+
+
+def segment(model: LoadedModel, image: sitk.Image, overlap: float = 0.5) -> tuple[sitk.Image, dict]:
+    """The label map of ``image`` on its own grid, and how confident it is (predict/confidence.py).
 
     Class probabilities are resampled back to the input grid (linear) before the
-    arg-max, which gives smoother boundaries than resampling the labels.
+    arg-max, which gives smoother boundaries than resampling the labels. Confidence is
+    measured on the network grid, where the probabilities are the network's own.
     """
     prep = model.preprocessing
     grid = prep.resample(image)
     logits = network_output(model, prep.network_input(grid), overlap)
-    probabilities = torch.from_numpy(logits).softmax(0).numpy()
+    probabilities = torch.from_numpy(logits).float().softmax(0).numpy()  # (C + 1, *S)
+    confidence = segmentation_confidence(probabilities, list(model.config["task"]["classes"]))
     back = resample_like(on_grid(probabilities, grid), image, "linear")
     labels = sitk.GetArrayFromImage(back).argmax(-1).astype(np.uint8)
     labelmap = sitk.GetImageFromArray(labels)
     labelmap.CopyInformation(image)
-    return labelmap
+    return labelmap, confidence
 
 
 def predict_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float = 0.3,
@@ -116,6 +126,7 @@ def _predict(opts: PredictOptions, out: Path) -> dict:
 def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: list[Path], reporter: Reporter) -> dict:
     reporter.start(len(paths), out=str(out), model=str(opts.model))
     written: list[str] = []
+    confidences: dict[str, dict] = {}
     dims = model.config["dims"]
     for i, path in enumerate(paths):
         image = read_image(path)
@@ -125,7 +136,7 @@ def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: lis
         case = case_name(path)
         if model.kind == "segmentation":
             task = model.config["task"]
-            labelmap = predict_segmentation(model, image, opts.overlap)
+            labelmap, confidence = segment(model, image, opts.overlap)
             files = [write_seg_nrrd(labelmap, out / f"{case}.seg.nrrd", task["classes"], task["colors"])]
             files += [write_labelmap(labelmap, out / f"{case}.{fmt}", n_classes=len(task["classes"]))
                       for fmt in opts.formats]
@@ -133,13 +144,16 @@ def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: lis
                 files.append(write_overlay_png(image, labelmap, task["colors"], out / f"{case}_overlay.png"))
         else:
             landmarks = predict_landmarks(model, image, opts.min_confidence, opts.overlap)
+            confidence = landmark_confidence(landmarks.names, landmarks.confidence)
             files = [write_mrk_json(landmarks, out / f"{case}.mrk.json"), write_csv(landmarks, out / f"{case}.csv")]
             if opts.overlay and dims == 2:
                 files.append(write_landmark_overlay_png(image, landmarks, out / f"{case}_overlay.png"))
             flagged = [n for n, f in zip(landmarks.names, landmarks.flags) if f]
             if flagged:
                 reporter.log(f"{case}: low confidence for {', '.join(flagged)}")
-        reporter.emit("output", case=case, path=str(files[0]))
+        confidences[case] = confidence
+        write_json_atomic(out / CONFIDENCE_FILE, confidences)  # after every case: complete if interrupted
+        reporter.emit("output", case=case, path=str(files[0]), confidence=confidence["confidence"])
         written += [str(f) for f in files]
         reporter.progress(i + 1, len(paths))
     summary = {"images": len(paths), "out": str(out), "files": len(written), "kind": model.kind}

@@ -1,6 +1,7 @@
 """Labeling one image with a fine-tuned model, and how confident that label is.
 
-The measures (each in [0, 1], higher is more confident):
+The measures (each in [0, 1], higher is more confident; computed by predict/confidence.py,
+the same figures ``diffusionseg predict`` reports):
 
 - segmentation ``foreground`` (default): the mean, over the pixels predicted as a class
   (not background), of the largest class probability; no foreground pixel gives 0. It
@@ -20,15 +21,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import SimpleITK as sitk
-import torch
 
 from ..errors import UserError
-from ..imageio import resample_like
 from ..landmarks import Landmarks
-from ..predict.engine import LoadedModel, network_output, on_grid
-from ..predict.run import predict_landmarks
+from ..predict.confidence import landmark_confidence
+from ..predict.engine import LoadedModel
+from ..predict.run import predict_landmarks, segment
 
 SEGMENTATION_MEASURES = ("foreground", "image")
 LANDMARK_MEASURES = ("peak",)
@@ -64,36 +63,19 @@ def check_measure(kind: str, measure: str | None) -> str:
 
 def label_segmentation(model: LoadedModel, image: sitk.Image, measure: str = "foreground",
                        overlap: float = 0.5) -> Labeled:
-    """The label map of ``image`` (as ``predict_segmentation`` makes it) and its confidence."""
-    prep = model.preprocessing
-    grid = prep.resample(image)
-    logits = network_output(model, prep.network_input(grid), overlap)
-    probabilities = torch.from_numpy(logits).float().softmax(0).numpy()   # (C + 1, *S)
-    best = probabilities.max(0)
-    predicted = probabilities.argmax(0)
-    foreground = predicted > 0
-    classes = model.config["task"]["classes"]
-    per_class = {name: (round(float(best[predicted == i + 1].mean()), 4) if (predicted == i + 1).any() else None)
-                 for i, name in enumerate(classes)}
-    fg_conf = float(best[foreground].mean()) if foreground.any() else 0.0
-    image_conf = float(best.mean())
-    back = resample_like(on_grid(probabilities, grid), image, "linear")
-    labels = sitk.GetArrayFromImage(back).argmax(-1).astype(np.uint8)
-    labelmap = sitk.GetImageFromArray(labels)
-    labelmap.CopyInformation(image)
-    usable = bool(labels.any())
-    details = {"foreground_confidence": round(fg_conf, 4), "image_confidence": round(image_conf, 4),
-               "foreground_fraction": round(float(foreground.mean()), 4), "class_confidence": per_class}
-    return Labeled(labelmap, fg_conf if measure == "foreground" else image_conf, details, usable,
-                   "" if usable else "no foreground predicted")
+    """The label map of ``image`` and its confidence, exactly as ``diffusionseg predict`` makes them."""
+    labelmap, figures = segment(model, image, overlap)
+    usable = bool(sitk.GetArrayViewFromImage(labelmap).any())
+    details = {k: v for k, v in figures.items() if k != "confidence"}
+    score = figures["foreground_confidence"] if measure == "foreground" else figures["image_confidence"]
+    return Labeled(labelmap, score, details, usable, "" if usable else "no foreground predicted")
 
 
 def label_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float, overlap: float = 0.5) -> Labeled:
     """The landmarks of ``image`` (as ``predict_landmarks`` places them) and the smallest peak mass."""
     landmarks = predict_landmarks(model, image, min_confidence, overlap)
-    conf = [float(c) for c in landmarks.confidence]
-    details = {"landmark_confidence": {n: round(c, 4) for n, c in zip(landmarks.names, conf)}}
-    return Labeled(landmarks, min(conf) if conf else 0.0, details)
+    figures = landmark_confidence(landmarks.names, landmarks.confidence)
+    return Labeled(landmarks, figures["confidence"], {"landmark_confidence": figures["landmark_confidence"]})
 
 
 def label_image(model: LoadedModel, image: sitk.Image, *, measure: str, min_confidence: float,

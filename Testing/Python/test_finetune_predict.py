@@ -89,6 +89,23 @@ def test_segmentation_learns_and_predicts_slicer_files(dataset, pretrained, tmp_
     with pytest.raises(UserError, match="already exist"):
         predict(PredictOptions(model=model, images=images, out=out, device="cpu", progress="none"))
 
+    # Each case's confidence (what the Slicer case list sorts the review by): a phantom of the
+    # kind trained on is more certain than noise of the same intensity range.
+    confidence = json.loads((out / "confidence.json").read_text())
+    assert sorted(confidence) == sorted(TEST)
+    assert all(0 <= c["confidence"] <= 1 and 0 <= c["uncertain_fraction"] <= 1 for c in confidence.values())
+    phantom = sitk.ReadImage(str(images / f"{TEST[0]}.nrrd"))
+    values = sitk.GetArrayFromImage(phantom)
+    noise = sitk.GetImageFromArray(np.random.default_rng(0).uniform(values.min(), values.max(), values.shape)
+                                   .astype(values.dtype))
+    noise.CopyInformation(phantom)
+    (tmp_path / "noise").mkdir()
+    sitk.WriteImage(noise, str(tmp_path / "noise" / "noise.nrrd"))
+    predict(PredictOptions(model=model, images=tmp_path / "noise", out=tmp_path / "noise-pred", device="cpu",
+                           progress="none"))
+    noisy = json.loads((tmp_path / "noise-pred" / "confidence.json").read_text())["noise"]
+    assert noisy["confidence"] < min(c["confidence"] for c in confidence.values()), (noisy, confidence)
+
 
 def test_predicted_seg_nrrd_loads_in_slicer_core(dataset, pretrained, tmp_path):
     slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")

@@ -210,11 +210,18 @@ def test_landmarks_project_random_init_finetune_predict(logic, mrml, sample, tmp
     print(f"real backend, landmarks finetune + predict: {time.monotonic() - start:.1f} s")
     folder = run / "predictions"
     assert sorted(record.result.state.outputs) == [(c, str(folder / f"{c}.mrk.json")) for c in cases[2:]]
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{c}{s}" for c in cases[2:] for s in (".csv", ".mrk.json"))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{c}{s}" for c in cases[2:] for s in (".csv", ".mrk.json")] + ["confidence.json"])
     # The first case opens with its prediction; the other opens from the case list (one at a time).
-    assert list(record.predictions) == cases[2:] and len(record.loaded_nodes) == 1
-    loaded = [record.loaded_nodes[0], logic.openCase(project, cases[3])[1]]
-    for node, case, volume in zip(loaded, cases[2:], volumes[2:]):
+    # Review order: least confident first, from the run's confidence.json.
+    assert sorted(record.predictions) == cases[2:] and len(record.loaded_nodes) == 1
+    confidence = json.loads((folder / "confidence.json").read_text())
+    assert list(record.predictions) == sorted(cases[2:], key=lambda c: confidence[c]["confidence"])
+    first_case = record.loaded_nodes[0].GetAttribute("DiffusionSeg.Case")
+    other = next(c for c in cases[2:] if c != first_case)
+    loaded = {first_case: record.loaded_nodes[0], other: logic.openCase(project, other)[1]}
+    for case, volume in zip(cases[2:], volumes[2:]):
+        node = loaded[case]
         assert node.IsA("vtkMRMLMarkupsFiducialNode") and node.GetAttribute("DiffusionSeg.Case") == case
         placed = nodeio.defined_points(node)
         assert list(placed) == names

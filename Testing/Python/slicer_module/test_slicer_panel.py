@@ -200,21 +200,24 @@ def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     assert record.result.status == "done", record.result.message
     assert widget._parameterNode.taskModel == record.out
 
-    # Predict all unlabeled: one case opens with its prediction, the others wait in the case list.
+    # Predict all unlabeled: the least confident case opens with its prediction; the others wait
+    # in the case list, least confident first (the fake backend is less sure of later cases).
     ui.predictUnlabeledButton.click()
     record = wait_for_run(slicer_panel)
     assert record.result.status == "done", record.result.message
-    assert sorted(record.predictions) == cases[1:]
+    assert list(record.predictions) == [cases[3], cases[2], cases[1]]
     assert len(record.loaded_nodes) == 1
     first = record.loaded_nodes[0]
     assert widget._parameterNode.annotationNode is first
-    assert widget._parameterNode.inputVolume is volumes[1]
-    assert background_of_views(slicer) == {volumes[1].GetID()}
-    assert [s for _c, s in case_table(ui)] == ["labeled"] + ["predicted: review"] * 3
+    assert widget._parameterNode.inputVolume is volumes[3]
+    assert background_of_views(slicer) == {volumes[3].GetID()}
+    assert case_table(ui) == [(cases[3], "predicted: review (confidence 0.70)"),
+                              (cases[2], "predicted: review (confidence 0.80)"),
+                              (cases[1], "predicted: review (confidence 0.90)"), (cases[0], "labeled")]
     assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 2  # the annotation, one prediction
 
     # Review the next case: its prediction loads, the previous one is hidden.
-    ui.caseTable.cellClicked.emit(2, 0)
+    ui.caseTable.cellClicked.emit(1, 0)
     second = widget._parameterNode.annotationNode
     assert second is not first and second.GetAttribute("DiffusionSeg.Case") == cases[2]
     assert second.GetDisplayNode().GetVisibility() and not first.GetDisplayNode().GetVisibility()
