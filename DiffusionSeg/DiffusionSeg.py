@@ -29,7 +29,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from DiffusionSegModuleLib import backend, dependencies, nodeio
+from DiffusionSegModuleLib import backend, dependencies, nodeio, projectfiles
 from DiffusionSegModuleLib.corelogic import CoreLogic, RunRecord
 from DiffusionSegModuleLib.nodeio import MRMLContext
 
@@ -72,7 +72,7 @@ class DiffusionSegParameterNode:
     inputVolume: the current image. annotationNode: what Save writes (an annotation or a
     prediction being corrected); None until the user annotates or opens a case.
     pretrainedModel, taskModel: model folders. finetuneMode: full | probe | mlp (docs/CLI.md).
-    device: where the backend computes.
+    device: where the backend computes. suggestCount: how many cases "Suggest" ranks.
     """
 
     projectDir: Path
@@ -89,6 +89,7 @@ class DiffusionSegParameterNode:
     finetuneMode: Annotated[str, Choice(["full", "probe", "mlp"])] = "full"
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    suggestCount: Annotated[int, WithinRange(1, 1000)] = 5
 
 
 #
@@ -102,12 +103,14 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # (run kind, button): each button starts its run and turns into that run's Cancel button.
     RUN_BUTTONS = (("pretrain", "pretrainButton"), ("finetune", "finetuneButton"),
-                   ("predict", "predictCurrentButton"), ("predict", "predictUnlabeledButton"))
+                   ("predict", "predictCurrentButton"), ("predict", "predictUnlabeledButton"),
+                   ("suggest", "suggestButton"))
     # Markups report placing, clearing and moving a point by these events, not by ModifiedEvent.
     POINT_EVENTS = (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                     slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
                     slicer.vtkMRMLMarkupsNode.PointModifiedEvent)
-    STATUS_TEXT = {"unlabeled": _("unlabeled"), "labeled": _("labeled"), "predicted": _("predicted: review")}
+    STATUS_TEXT = {"unlabeled": _("unlabeled"), "labeled": _("labeled"), "predicted": _("predicted: review"),
+                   "suggested": _("suggested")}
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -148,6 +151,7 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.finetuneButton.connect("clicked(bool)", self.onFinetune)
         self.ui.predictCurrentButton.connect("clicked(bool)", self.onPredictCurrent)
         self.ui.predictUnlabeledButton.connect("clicked(bool)", self.onPredictUnlabeled)
+        self.ui.suggestButton.connect("clicked(bool)", self.onSuggest)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
 
         # The background run is polled from the GUI thread: Slicer stays responsive and
@@ -245,7 +249,7 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._followAnnotation(annotation, project)
         texts = {"pretrainButton": _("Pretrain on all project images"), "finetuneButton": _("Fine-tune"),
                  "predictCurrentButton": _("Predict current image"),
-                 "predictUnlabeledButton": _("Predict all unlabeled")}
+                 "predictUnlabeledButton": _("Predict all unlabeled"), "suggestButton": _("Suggest cases to annotate")}
         for kind, buttonName in self.RUN_BUTTONS:
             button = getattr(self.ui, buttonName)
             # The button of the running job becomes its Cancel button; the others wait.
@@ -310,6 +314,8 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             status = self.STATUS_TEXT[caseRow.status]
             if caseRow.confidence is not None:
                 status = _("{status} (confidence {confidence:.2f})").format(status=status, confidence=caseRow.confidence)
+            if caseRow.rank is not None:
+                status = _("{status} #{rank}: {reason}").format(status=status, rank=caseRow.rank, reason=caseRow.reason)
             table.setItem(row, 0, qt.QTableWidgetItem(caseRow.case))
             table.setItem(row, 1, qt.QTableWidgetItem(status))
         self.updateGUI()
@@ -429,6 +435,9 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onPredictUnlabeled(self) -> None:
         self._startOrCancel("predict", lambda: self.logic.startPredictFromParameters(currentOnly=False))
 
+    def onSuggest(self) -> None:
+        self._startOrCancel("suggest", lambda: self.logic.startSuggestFromParameters())
+
     def _startOrCancel(self, kind: str, start) -> None:
         if self.logic.isRunning():
             if self.logic.run.kind == kind:
@@ -535,14 +544,10 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
 
     @staticmethod
     def listModels(project, kind):
-        from DiffusionSegModuleLib import projectfiles
-
         return projectfiles.list_models(project, [kind])
 
     @staticmethod
     def _isModelPath(path) -> bool:
-        from DiffusionSegModuleLib import projectfiles
-
         return projectfiles.is_model(path)
 
     # -- annotation in the editors ----------------------------------------------------
@@ -631,6 +636,19 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
             cases = [self.addVolume(project, p.inputVolume)]
         return self.startPredict(project, p.taskModel, cases, p.device)
 
+    def startSuggestFromParameters(self):
+        """Suggest with the fine-tuned model once there is one and a labeled case (its uncertainty
+        counts then), else with the pretrained model (cold start: cases that represent the pool)."""
+        p = self.getParameterNode()
+        project = self.requireProject()
+        if projectfiles.is_model(p.taskModel, [project.task]) and project.labeled_cases():
+            model = p.taskModel
+        elif projectfiles.is_model(p.pretrainedModel, ["pretrained"]):
+            model = p.pretrainedModel
+        else:
+            raise ValueError(_("Suggesting cases needs a pretrained model: pretrain first, or choose one."))
+        return self.startSuggest(project, model, p.suggestCount, p.device)
+
     def lossCurvePath(self):
         """loss.png of the running training run, else of the last one (None: no training run)."""
         record = self.run or self.lastRun
@@ -646,6 +664,13 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
             p.pretrainedModel = record.out
         elif record.kind == "finetune" and self._isModelPath(record.out):
             p.taskModel = record.out  # also after Cancel: the last checkpoint is a usable model
+        elif record.kind == "suggest" and record.suggestions:
+            # Open the first suggestion, ready to annotate.
+            project = self.openProject(record.project_folder)
+            volume, annotation = self.openCase(project, record.suggestions[0]["case"], create=True)
+            p.inputVolume = volume
+            p.annotationNode = annotation
+            slicer.util.setSliceViewerLayers(background=volume, fit=True)
         elif record.kind == "predict" and record.loaded_nodes:
             prediction = record.loaded_nodes[0]
             project = self.openProject(record.project_folder)
@@ -660,6 +685,10 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
             if record.kind == "predict":
                 return _("Done: {count} cases predicted; each is in the case list, marked for review.").format(
                     count=len(record.predictions))
+            if record.kind == "suggest":
+                top = record.suggestions[0] if record.suggestions else {"case": "-", "reason": ""}
+                return _("Suggested {count} cases; '{case}' first ({reason}), now open to annotate.").format(
+                    count=len(record.suggestions), case=top["case"], reason=top.get("reason", ""))
             return _("Done: model saved in {path}.").format(path=record.out)
         return result.message
 

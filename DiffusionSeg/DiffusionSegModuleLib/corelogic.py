@@ -31,7 +31,7 @@ ROLE_ATTRIBUTE = "DiffusionSeg.Role"  # "image", "annotation" or "prediction"
 class RunRecord:
     """A background run the Logic started: what it is and where it writes."""
 
-    kind: str  # pretrain | finetune | predict
+    kind: str  # pretrain | finetune | predict | suggest
     project_folder: Path
     out: Path
     load_results: bool = True
@@ -39,11 +39,17 @@ class RunRecord:
     predictions: dict = dataclasses.field(default_factory=dict)
     #: predict: the nodes loaded into the scene (one case: the first; the rest open from the case list).
     loaded_nodes: list = dataclasses.field(default_factory=list)
+    #: suggest: the ranked suggestions (dicts of suggestions.json: case, rank, score, reason...), best first.
+    suggestions: list = dataclasses.field(default_factory=list)
     result: RunResult | None = None
 
 
-#: Case status in the case list: a saved label wins over a prediction.
-UNLABELED, PREDICTED, LABELED = "unlabeled", "predicted", "labeled"
+#: Case status in the case list: a saved label wins over a prediction, a prediction over a suggestion.
+UNLABELED, SUGGESTED, PREDICTED, LABELED = "unlabeled", "suggested", "predicted", "labeled"
+#: The case list's review order by status.
+REVIEW_ORDER = {PREDICTED: 0, SUGGESTED: 1, UNLABELED: 2, LABELED: 3}
+#: What ``diffusionseg suggest`` writes into the folder given as --out (docs/CLI.md).
+SUGGESTIONS_FILE = "suggestions.json"
 
 
 @dataclasses.dataclass
@@ -51,10 +57,12 @@ class CaseRow:
     """One line of the panel's case list."""
 
     case: str
-    status: str  # UNLABELED | PREDICTED | LABELED
+    status: str  # UNLABELED | SUGGESTED | PREDICTED | LABELED
     label: Path | None = None  # labels/<case>.* when labeled
     prediction: Path | None = None  # the newest prediction run's file for the case
     confidence: float | None = None  # that prediction's confidence (0..1), when the backend reported it
+    rank: int | None = None  # SUGGESTED: its rank in the newest suggestion (1 = annotate first)
+    reason: str = ""  # SUGGESTED: why, in the backend's words
 
 
 class CoreLogic:
@@ -151,8 +159,10 @@ class CoreLogic:
 
     def caseRows(self, project) -> list[CaseRow]:
         """Every case of the project with its status, in review order (for the case list):
-        predictions to review first, least confident first; then unlabeled; then labeled."""
+        predictions to review, least confident first; the newest suggestion's cases, best
+        first; the other unlabeled cases; the labeled ones."""
         predictions = latestPredictions(project)
+        suggestions = {s["case"]: s for s in latestSuggestions(project)}
         rows = []
         for case in project.cases():
             label = project.label_path(case)
@@ -161,10 +171,13 @@ class CoreLogic:
             elif case in predictions:
                 rows.append(CaseRow(case, PREDICTED, prediction=predictions[case],
                                     confidence=predictionConfidence(predictions[case], case)))
+            elif case in suggestions:
+                rows.append(CaseRow(case, SUGGESTED, rank=int(suggestions[case]["rank"]),
+                                    reason=str(suggestions[case].get("reason", ""))))
             else:
                 rows.append(CaseRow(case, UNLABELED))
-        order = {PREDICTED: 0, UNLABELED: 1, LABELED: 2}
-        return sorted(rows, key=lambda r: (order[r.status], r.confidence if r.confidence is not None else -1.0))
+        return sorted(rows, key=lambda r: (REVIEW_ORDER[r.status], r.confidence if r.confidence is not None else -1.0,
+                                           r.rank or 0))
 
     def openCase(self, project, case: str, create: bool = False):
         """The case's image and the node to review or annotate it with, both in the scene.
@@ -321,6 +334,13 @@ class CoreLogic:
     def predictArgs(model: Path, images: Path, out: Path, device: str = "auto") -> list[str]:
         return ["predict", "--model", str(model), "--images", str(images), "--out", str(out), "--device", device]
 
+    @staticmethod
+    def suggestArgs(project, model: Path, count: int, out: Path, device: str = "auto") -> list[str]:
+        """``out`` is a new folder: the trailing "/" asks for FOLDER/suggestions.json (docs/CLI.md)."""
+        annotations = "--labels" if project.task == "segmentation" else "--landmarks"
+        return ["suggest", "--model", str(model), "--images", str(project.images_dir), annotations,
+                str(project.labels_dir), "--count", str(int(count)), "--out", str(out) + "/", "--device", device]
+
     def startPretrain(self, project, iterations: int, device: str = "auto", resume_from: Path | None = None,
                       preset: str | None = None, image_size: Sequence[int] | None = None,
                       batch_size: int | None = None) -> Path:
@@ -381,6 +401,23 @@ class CoreLogic:
                     self.predictArgs(model, images, out / "predictions", device))
         return out
 
+    def startSuggest(self, project, model: Path, count: int, device: str = "auto") -> Path:
+        """Rank the unlabeled cases to annotate next; returns the run folder.
+
+        ``model``: the pretrained model (cold start: the cases that represent the pool), or a
+        fine-tuned model of the project's task (its uncertainty and distance to the labeled cases).
+        """
+        if not projectfiles.is_model(model, ["pretrained", project.task]):
+            raise ValueError(_("{path} is not a pretrained or {task} model. Pretrain first, or choose another "
+                               "model folder.").format(path=model, task=project.task))
+        unlabeled = project.unlabeled_cases()
+        if not unlabeled:
+            raise ValueError(_("Every case is labeled: there is nothing to suggest. Add images first."))
+        count = min(int(count), len(unlabeled))  # asking for more than there are is not a mistake worth a dialog
+        out = projectfiles.new_folder(project.runs_dir, "suggest")
+        self._start(RunRecord("suggest", Path(project.folder), out), self.suggestArgs(project, model, count, out, device))
+        return out
+
     def _start(self, record: RunRecord, args: list[str]) -> None:
         if self.isRunning():
             raise RuntimeError(_("A DiffusionSeg run is already in progress. Wait for it or cancel it first."))
@@ -437,6 +474,8 @@ class CoreLogic:
     def onRunFinished(self, record: RunRecord) -> None:
         """Record a prediction run's files per case and open the first case with its
         prediction (the others open from the case list, one at a time). Subclasses add GUI updates."""
+        if record.kind == "suggest" and record.result is not None and record.result.ok:
+            record.suggestions = readSuggestions(record.out)
         if record.kind != "predict" or record.result is None:
             return
         files = predictionFiles(record.result.state.outputs, record.out / "predictions")
@@ -486,6 +525,25 @@ def latestPredictions(project) -> dict[str, Path]:
     for run in runs:  # oldest first: a newer run overwrites
         found.update(predictionFiles([], run / "predictions"))
     return found
+
+
+def readSuggestions(folder: Path) -> list[dict]:
+    """The ranked suggestions of one ``suggest`` run folder, best first ([] when unreadable)."""
+    try:
+        document = json.loads((Path(folder) / SUGGESTIONS_FILE).read_text("utf-8"))
+        return sorted(document["suggestions"], key=lambda s: int(s["rank"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def latestSuggestions(project) -> list[dict]:
+    """The newest complete suggestion run's list (older runs are history)."""
+    runs = sorted(project.runs_dir.glob("suggest-*"), key=lambda p: p.name) if project.runs_dir.is_dir() else []
+    for run in reversed(runs):
+        suggestions = readSuggestions(run)
+        if suggestions:
+            return suggestions
+    return []
 
 
 def predictionConfidence(path: Path, case: str) -> float | None:

@@ -2,7 +2,7 @@
 
     Slicer --no-main-window --python-script <module dir>/Scripts/DiffusionSegBatch.py -- --project DIR
         [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
-        [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...]
+        [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...] [--suggest K]
         [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--pretrained DIR] [--model DIR]
         [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
 
@@ -52,6 +52,8 @@ def parse_args(argv):
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
     parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
     parser.add_argument("--predict", nargs="+", metavar="CASE", help="'unlabeled', 'all', or case names")
+    parser.add_argument("--suggest", type=int, metavar="K",
+                        help="rank K unlabeled cases to annotate next (written to runs/suggest-*/suggestions.csv)")
     parser.add_argument("--preset", choices=["tiny", "small", "base"],
                         help="network size for a new network (default: the backend's, tiny)")
     parser.add_argument("--image-size", type=int, nargs="+", metavar="N",
@@ -137,6 +139,16 @@ def main(argv=None) -> int:
             cases = {"unlabeled": None, "all": project.cases()}.get(args.predict[0], args.predict)
             run_step(logic, "predict", lambda: logic.startPredict(project, model, cases, args.device,
                                                                   load_results=False))
+        if args.suggest:
+            # The fine-tuned model once a case is labeled (its uncertainty counts), else the pretrained one.
+            tuned = model or next(iter(projectfiles.list_models(project, [project.task])), None)
+            chosen = tuned if tuned is not None and project.labeled_cases() else \
+                pretrained or next(iter(projectfiles.list_models(project, ["pretrained"])), None)
+            if chosen is None:
+                raise ValueError("no model to suggest with: run --pretrain first or pass --pretrained")
+            record = run_step(logic, "suggest", lambda: logic.startSuggest(project, chosen, args.suggest, args.device))
+            for row in record.suggestions:
+                print(f"{row['rank']}. {row['case']}: {row.get('reason', '')}")
     except SystemExit as exc:
         return int(exc.code)
     except (UserError, ValueError, RuntimeError, OSError) as exc:

@@ -12,6 +12,7 @@ pretrain and finetune, and prediction files in each image's geometry for predict
         [--delay S] [--fail-user | --crash] [--spawn-grandchild PIDFILE] [--ignore-sigterm] [--ignore-stdin]
         [--pidfile FILE]
     python -m fake_diffusionseg predict --model DIR --images FILE_OR_DIR --out DIR
+    python -m fake_diffusionseg suggest --model DIR --images DIR --labels DIR --count K --out DIR/
 
 FAKE_DIFFUSIONSEG_FAIL=user|crash in the environment makes any command fail.
 """
@@ -92,6 +93,27 @@ def predict(args):
     return 0
 
 
+def suggest(args):
+    """Rank the unlabeled images (those without a file of their name in --labels/--landmarks),
+    last first, and write FOLDER/suggestions.json and .csv as the real command does."""
+    images = sorted(p for p in Path(args.images).iterdir() if p.is_file())
+    annotations = Path(args.labels or args.landmarks)
+    labeled = {p.name.split(".")[0] for p in annotations.iterdir()} if annotations.is_dir() else set()
+    pool = [p for p in reversed(images) if p.name.split(".")[0] not in labeled][: args.count]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    emit(event="start", stage="suggest", total=len(images), out=str(out))
+    rows = [{"case": p.name.split(".")[0], "rank": rank, "score": 1.0 / rank, "image": str(p),
+             "reason": f"represents {len(images) - rank} similar images"} for rank, p in enumerate(pool, start=1)]
+    (out / "suggestions.json").write_text(json.dumps({"format": "diffusionseg-suggestions", "version": 1,
+                                                       "suggestions": rows}))
+    (out / "suggestions.csv").write_text("case,rank,score,reason,image\n" + "".join(
+        f"{r['case']},{r['rank']},{r['score']},{r['reason']},{r['image']}\n" for r in rows))
+    emit(event="output", stage="suggest", path=str(out / "suggestions.json"))
+    emit(event="done", stage="suggest", out=str(out), count=len(rows), seconds=0.1)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("command")
@@ -111,6 +133,8 @@ def main(argv=None):
     parser.add_argument("--model", default="")
     parser.add_argument("--images", default="")
     parser.add_argument("--dims", type=int, default=3)
+    parser.add_argument("--labels", default="")
+    parser.add_argument("--count", type=int, default=1)
     args, _unknown = parser.parse_known_args(argv)
     args.landmark_names = []
     if args.landmarks:
@@ -142,6 +166,8 @@ def main(argv=None):
             f.write(str(child.pid))
     if stage == "predict" and not (args.fail_user or args.crash):
         return predict(args)
+    if stage == "suggest" and not (args.fail_user or args.crash):
+        return suggest(args)
 
     kind = "pretrained" if stage == "pretrain" else args.task
     emit(event="start", stage=stage, total=args.iterations, out=args.out)

@@ -54,6 +54,13 @@ def test_batch_pretrain_finetune_predict(batch, tmp_path, capsys):
     predictions = sorted(p.name for p in project_dir.glob("runs/predict-*/predictions/*.seg.nrrd"))
     assert predictions == ["img1.seg.nrrd", "img2.seg.nrrd"]
 
+    # Which case to annotate next: with a labeled case, the fine-tuned model ranks the unlabeled ones.
+    assert batch.main(common + ["--suggest", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "suggest: done" in out and "1. img2: represents" in out
+    [suggestions] = project_dir.glob("runs/suggest-*/suggestions.csv")
+    assert suggestions.read_text().splitlines()[0] == "case,rank,score,reason,image"
+
 
 def test_batch_failure_exit_code(batch, tmp_path, capsys, monkeypatch):
     make_images(tmp_path / "incoming", 1)

@@ -111,6 +111,10 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_cli(slicer_cor
     a = parse(CoreLogic.predictArgs(tmp_path / "t", tmp_path / "img.nrrd", tmp_path / "o", "cpu"))
     assert (a.command, a.model, a.images, a.out, a.device) == ("predict", tmp_path / "t", tmp_path / "img.nrrd",
                                                                 tmp_path / "o", "cpu")
+    a = parse(CoreLogic.suggestArgs(seg, tmp_path / "pre", 3, tmp_path / "runs" / "suggest-1", "cpu"))
+    assert (a.command, a.images, a.labels, a.count, a.device) == ("suggest", seg.images_dir, seg.labels_dir, 3, "cpu")
+    assert str(a.out).rstrip("/").endswith("suggest-1")
+    assert parse(CoreLogic.suggestArgs(lm, tmp_path / "lmk", 1, tmp_path / "o")).landmarks == lm.labels_dir
 
 
 def test_segmentation_project_pretrain_finetune_predict(logic, mrml, sample, tmp_path):

@@ -2,7 +2,8 @@
 
 The script runs in a child process on the harness's Slicer (harness/slicer_launcher.py),
 inside the module's real DiffusionSegLogic, and trains a tiny real model: create a
-project, add images, pretrain, fine-tune on two labeled cases, predict the third.
+project, add images, pretrain, fine-tune on two labeled cases, predict the third, and
+ask which case to annotate next.
 """
 
 from __future__ import annotations
@@ -63,9 +64,9 @@ def test_batch_script_in_slicer_end_to_end(version, tmp_path):
 
     tiny = ["--preset", "tiny", "--image-size", 32, 32, "--batch-size", 2, "--device", "cpu"]
     result = run_in_slicer(version, "--project", project, "--pretrain", "--pretrain-iterations", 3, "--finetune",
-                           "--finetune-iterations", 3, "--predict", "unlabeled", *tiny)
+                           "--finetune-iterations", 3, "--predict", "unlabeled", "--suggest", 1, *tiny)
     assert result.returncode == 0, result.stdout + result.stderr
-    for step in ("pretrain: done", "finetune: done", "predict: done"):
+    for step in ("pretrain: done", "finetune: done", "predict: done", "suggest: done", "1. disc2: "):
         assert step in result.stdout, result.stdout
     [prediction] = project.glob("runs/predict-*/predictions/disc2.seg.nrrd")
     image = sitk.ReadImage(str(project / "images" / "disc2.nrrd"))

@@ -194,6 +194,22 @@ def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     assert record.result.status == "done", record.result.message
     assert widget._parameterNode.pretrainedModel == record.out
     assert not ui.lossCurveLabel.pixmap.isNull()  # the run's loss.png, shown in the panel
+
+    # Which cases to annotate next (cold start from the pretrained model): the top two lead the
+    # unlabeled cases, each with its reason, and the first opens ready to annotate.
+    ui.suggestCountSpinBox.value = 2
+    ui.suggestButton.click()
+    record = wait_for_run(slicer_panel)
+    assert record.result.status == "done", record.result.message
+    assert "--model" in widget.logic.process.command and str(widget._parameterNode.pretrainedModel) in \
+        widget.logic.process.command
+    assert [s["case"] for s in record.suggestions] == [cases[3], cases[2]]
+    table = case_table(ui)
+    assert [c for c, _s in table[:2]] == [cases[3], cases[2]]
+    assert table[0][1].startswith("suggested #1: represents")
+    assert widget._parameterNode.inputVolume is volumes[3]
+    assert widget._parameterNode.annotationNode.GetAttribute("DiffusionSeg.Case") == cases[3]
+    assert cases[3] in ui.statusLabel.text
     ui.finetuneIterationsSpinBox.value = 2
     ui.finetuneButton.click()
     record = wait_for_run(slicer_panel)
@@ -214,7 +230,9 @@ def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     assert case_table(ui) == [(cases[3], "predicted: review (confidence 0.70)"),
                               (cases[2], "predicted: review (confidence 0.80)"),
                               (cases[1], "predicted: review (confidence 0.90)"), (cases[0], "labeled")]
-    assert slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 2  # the annotation, one prediction
+    segmentations = [slicer.mrmlScene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+                     for i in range(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
+    assert [n.GetAttribute("DiffusionSeg.Role") for n in segmentations].count("prediction") == 1  # one case at a time
 
     # Review the next case: its prediction loads, the previous one is hidden.
     ui.caseTable.cellClicked.emit(1, 0)
