@@ -244,7 +244,7 @@ def test_verification_is_cached_per_file_content(tmp_path, monkeypatch):
 def test_truncated_nifti_stops_pretraining_before_it_starts(tmp_path, capsys):
     """Before this check, SimpleITK read the truncated file (zeros for the missing half) and pretraining exited 0."""
     data = good_folder(tmp_path / "data", n=2)
-    image = sitk.GetImageFromArray(np.random.default_rng(0).random((8, 32, 32)).astype(np.float32))
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random((32, 32)).astype(np.float32))
     sitk.WriteImage(image, str(data / "images" / "case_9.nii.gz"), True)
     raw = (data / "images" / "case_9.nii.gz").read_bytes()
     (data / "images" / "case_9.nii.gz").write_bytes(raw[: len(raw) // 2])
