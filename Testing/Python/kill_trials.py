@@ -8,7 +8,8 @@ less per trial), and records:
 
 - ``resumed``: the resumed run ended with exit code 0 and all its steps;
 - ``steps_lost``: steps done before the kill minus the step the resumed run started
-  from (must be at most one checkpoint interval);
+  from (must be at most one checkpoint interval); a run killed after its last checkpoint
+  (while exiting) has nothing to resume and lost nothing;
 - ``identical``: the final weights equal those of an uninterrupted run (exact resume).
 
     .venv/bin/python Testing/Python/kill_trials.py --trials 20 [--seed 0] [--out results.json]
@@ -62,8 +63,9 @@ def _env() -> dict:
     return env
 
 
-def run_child(argv: list[str], kill_after: float | None = None) -> dict:
-    """Run the CLI; with ``kill_after``, SIGKILL it that many seconds after its 'start' event."""
+def run_child(argv: list[str], kill_after: float | None = None, kill_at_step: int | None = None) -> dict:
+    """Run the CLI; SIGKILL it ``kill_after`` seconds after its 'start' event or, with ``kill_at_step``,
+    ``kill_after`` seconds after it reports that step (a checkpoint is written right after its step's report)."""
     proc = subprocess.Popen([sys.executable, "-c", CHILD, *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     events: list[dict] = []
@@ -75,15 +77,19 @@ def run_child(argv: list[str], kill_after: float | None = None) -> dict:
                 events.append(json.loads(line))
             except ValueError:
                 continue
-            if events[-1].get("event") == "start":
+            event = events[-1]
+            if kill_at_step is None and event.get("event") == "start":
+                started.set()
+            if kill_at_step is not None and event.get("event") == "progress" and event["step"] >= kill_at_step:
                 started.set()
         started.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     killed = False
-    if kill_after is not None:
+    if kill_after is not None or kill_at_step is not None:
         started.wait(timeout=300)
+        kill_after = kill_after or 0.0
         time.sleep(kill_after)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -169,17 +175,24 @@ def trial(kind: str, base: dict, folder: Path, rng: random.Random, kill_after: f
     """One kill -9 and resume; see the module doc for what is recorded."""
     out = folder / "model"
     argv = command(kind, base["data"], out, base["pretrained"])
-    delay = kill_after if kill_after is not None else rng.uniform(0.0, base["reference"][kind]["seconds"])
-    first = run_child(argv, kill_after=delay)
+    # A random moment: after a random step's report, plus up to ~3 steps' time (so inside steps,
+    # checkpoint writes and loss-curve writes alike).
+    step_seconds = base["reference"][kind]["seconds"] / ITERATIONS
+    target = rng.randrange(1, ITERATIONS)
+    delay = kill_after if kill_after is not None else rng.uniform(0.0, 3 * step_seconds)
+    first = run_child(argv, kill_after=delay, kill_at_step=target)
     reached = max(first["last_step"], _last_step_on_disk(out)) if out.exists() else first["last_step"]
     loadable, state_step, why = _checkpoint_loads(out)
     folder_exists = out.exists()
     second = resume_in_process(argv + ["--resume"] if folder_exists else argv)
     done = next((e for e in second["events"] if e.get("event") == "done"), {})
-    resumed = second["code"] == 0 and done.get("steps") == ITERATIONS
-    start = second["start_step"] or 0
+    # Killed after its last checkpoint (while exiting): nothing to resume, nothing lost.
+    finished = state_step == ITERATIONS and "already finished" in second["stderr"]
+    resumed = (second["code"] == 0 and done.get("steps") == ITERATIONS) or finished
+    start = ITERATIONS if finished else second["start_step"] or 0
     return {
-        "kind": kind, "kill_after_s": round(delay, 3), "killed": first["killed"],
+        "kind": kind, "kill_after_step": target, "kill_delay_s": round(delay, 3), "killed": first["killed"],
+        "finished_before_kill": finished,
         "first_exit": first["code"], "step_at_kill": reached, "checkpoint_step": state_step,
         "checkpoint_loadable": loadable, "load_error": why, "resumed_from": start, "resumed": resumed,
         "steps_lost": max(0, reached - start), "identical": resumed and _same_weights(out, base["reference"][kind]["out"]),
@@ -196,6 +209,7 @@ def summarise(trials: list[dict]) -> dict:
         summary[kind] = {
             "trials": len(mine), "killed_mid_run": sum(t["killed"] for t in mine),
             "resumed": sum(t["resumed"] for t in mine),
+            "finished_before_kill": sum(t["finished_before_kill"] for t in mine),
             "checkpoint_unloadable": sum(t["checkpoint_loadable"] is False for t in mine),
             "max_steps_lost": max(t["steps_lost"] for t in mine),
             "identical_to_uninterrupted": sum(t["identical"] for t in mine),
@@ -220,7 +234,7 @@ def main() -> int:
             for kind in ("pretrain", "finetune"):
                 result = trial(kind, base, Path(tmp) / f"{kind}-{i:02d}", rng)
                 trials.append(result)
-                print(json.dumps({k: result[k] for k in ("kind", "kill_after_s", "killed", "step_at_kill",
+                print(json.dumps({k: result[k] for k in ("kind", "kill_after_step", "killed", "step_at_kill",
                                                           "checkpoint_step", "resumed_from", "resumed",
                                                           "steps_lost", "identical")}), flush=True)
     summary = {"summary": summarise(trials), "seed": args.seed, "seconds": round(time.monotonic() - t0, 1),
@@ -229,7 +243,7 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    ok = all(t["resumed"] and t["steps_lost"] <= EVERY and t["checkpoint_loadable"] is not False for t in trials)
+    ok = all(t["killed"] and t["resumed"] and t["steps_lost"] <= EVERY and t["checkpoint_loadable"] is not False for t in trials)
     return 0 if ok else 1
 
 

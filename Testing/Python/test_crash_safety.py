@@ -206,7 +206,8 @@ def test_kill_9_at_a_random_moment_then_resume(kind, pretrained, tmp_path):
     data, model = pretrained
     out = tmp_path / "model"
     argv = command(kind, data, out, model)
-    first = run_child(argv, kill_after=random.Random(kind).uniform(0.3, 1.5))
+    rng = random.Random(kind)
+    first = run_child(argv, kill_after=rng.uniform(0.0, 0.2), kill_at_step=rng.randrange(3, ITERATIONS - 5))
     assert first["killed"], first["stderr"]
     reached = max(first["last_step"], _last_step_on_disk(out))
     loadable, step, why = _checkpoint_loads(out)
