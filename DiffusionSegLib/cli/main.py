@@ -18,8 +18,8 @@ from . import parentwatch
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, inside main's error handling: a missing torch or MONAI then ends in
     # one clear message instead of a traceback at start-up.
-    from . import (bpr_cmd, demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd, sample_cmd,
-                   selftrain_cmd, suggest_cmd, synthesize_cmd)
+    from . import (bpr_cmd, curve_cmd, demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd,
+                   sample_cmd, selftrain_cmd, suggest_cmd, synthesize_cmd)
 
     parser = argparse.ArgumentParser(prog="diffusionseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"diffusionseg {__version__}")
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "or reads a line 'cancel' (the Slicer module's cancel, and its exit)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (pretrain_cmd, sample_cmd, finetune_cmd, synthesize_cmd, selftrain_cmd, predict_cmd, evaluate_cmd,
-                   suggest_cmd, bpr_cmd, demo_cmd):
+                   suggest_cmd, curve_cmd, bpr_cmd, demo_cmd):
         module.add_parser(subparsers)
     return parser
 

@@ -1,0 +1,1 @@
+"""``diffusionseg curve``: a label-efficiency curve from the labeled cases (plan, fit, report, run)."""
