@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
         "curve", help="estimate the accuracy with one and five more labeled cases",
         description="Fine-tune the pretrained model on subsets of the labeled cases (sizes 1 .. N-1, --folds draws "
                     "each), score each on the held-out labeled cases, fit y = a - b * n^(-c), and predict the "
-                    "accuracy at N, N+1 and N+5 with an 80%% bootstrap band. Writes OUT/curve.json, curve.csv, "
+                    "accuracy at N, N+1 and N+5 with an 80% bootstrap band. Writes OUT/curve.json, curve.csv, "
                     "curve.png. Cost: one fine-tuning of --iterations steps per subset (default at most "
                     f"{3 * DEFAULT_FOLDS}).")
     p.add_argument("--pretrained", type=Path, required=True, help="model folder written by pretrain")
