@@ -30,7 +30,7 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from DiffusionSegModuleLib import backend, dependencies, nodeio, projectfiles
-from DiffusionSegModuleLib.corelogic import CoreLogic, RunRecord
+from DiffusionSegModuleLib.corelogic import CoreLogic, RunRecord, latestCurve
 from DiffusionSegModuleLib.nodeio import MRMLContext
 
 backend.ensure_importable()
@@ -104,7 +104,7 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # (run kind, button): each button starts its run and turns into that run's Cancel button.
     RUN_BUTTONS = (("pretrain", "pretrainButton"), ("finetune", "finetuneButton"),
                    ("predict", "predictCurrentButton"), ("predict", "predictUnlabeledButton"),
-                   ("suggest", "suggestButton"))
+                   ("suggest", "suggestButton"), ("curve", "curveButton"))
     # Markups report placing, clearing and moving a point by these events, not by ModifiedEvent.
     POINT_EVENTS = (slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                     slicer.vtkMRMLMarkupsNode.PointPositionUndefinedEvent,
@@ -152,6 +152,7 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.predictCurrentButton.connect("clicked(bool)", self.onPredictCurrent)
         self.ui.predictUnlabeledButton.connect("clicked(bool)", self.onPredictUnlabeled)
         self.ui.suggestButton.connect("clicked(bool)", self.onSuggest)
+        self.ui.curveButton.connect("clicked(bool)", self.onCurve)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
 
         # The background run is polled from the GUI thread: Slicer stays responsive and
@@ -249,7 +250,8 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._followAnnotation(annotation, project)
         texts = {"pretrainButton": _("Pretrain on all project images"), "finetuneButton": _("Fine-tune"),
                  "predictCurrentButton": _("Predict current image"),
-                 "predictUnlabeledButton": _("Predict all unlabeled"), "suggestButton": _("Suggest cases to annotate")}
+                 "predictUnlabeledButton": _("Predict all unlabeled"), "suggestButton": _("Suggest cases to annotate"),
+                 "curveButton": _("Is one more annotation worth it?")}
         for kind, buttonName in self.RUN_BUTTONS:
             button = getattr(self.ui, buttonName)
             # The button of the running job becomes its Cancel button; the others wait.
@@ -318,6 +320,7 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 status = _("{status} #{rank}: {reason}").format(status=status, rank=caseRow.rank, reason=caseRow.reason)
             table.setItem(row, 0, qt.QTableWidgetItem(caseRow.case))
             table.setItem(row, 1, qt.QTableWidgetItem(status))
+        self.showCurve(project)
         self.updateGUI()
 
     def updateProgress(self) -> None:
@@ -437,6 +440,21 @@ class DiffusionSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSuggest(self) -> None:
         self._startOrCancel("suggest", lambda: self.logic.startSuggestFromParameters())
+
+    def onCurve(self) -> None:
+        self._startOrCancel("curve", lambda: self.logic.startCurveFromParameters())
+
+    def showCurve(self, project) -> None:
+        """The project's newest learning curve: its plot and its sentence."""
+        curve = latestCurve(project) if project is not None else None
+        if curve is None:
+            self.ui.curveImageLabel.clear()
+            self.ui.curveSentenceLabel.text = ""
+            return
+        pixmap = qt.QPixmap(curve["plot"])
+        if not pixmap.isNull():
+            self.ui.curveImageLabel.setPixmap(pixmap.scaledToWidth(max(200, self.ui.curveImageLabel.width)))
+        self.ui.curveSentenceLabel.text = curve["sentence"]
 
     def _startOrCancel(self, kind: str, start) -> None:
         if self.logic.isRunning():
@@ -649,6 +667,10 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
             raise ValueError(_("Suggesting cases needs a pretrained model: pretrain first, or choose one."))
         return self.startSuggest(project, model, p.suggestCount, p.device)
 
+    def startCurveFromParameters(self):
+        p = self.getParameterNode()
+        return self.startCurve(self.requireProject(), p.pretrainedModel, p.device)
+
     def lossCurvePath(self):
         """loss.png of the running training run, else of the last one (None: no training run)."""
         record = self.run or self.lastRun
@@ -685,6 +707,8 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
             if record.kind == "predict":
                 return _("Done: {count} cases predicted; each is in the case list, marked for review.").format(
                     count=len(record.predictions))
+            if record.kind == "curve" and record.curve is not None:
+                return record.curve["sentence"]
             if record.kind == "suggest":
                 top = record.suggestions[0] if record.suggestions else {"case": "-", "reason": ""}
                 return _("Suggested {count} cases; '{case}' first ({reason}), now open to annotate.").format(

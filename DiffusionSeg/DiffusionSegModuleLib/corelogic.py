@@ -31,7 +31,7 @@ ROLE_ATTRIBUTE = "DiffusionSeg.Role"  # "image", "annotation" or "prediction"
 class RunRecord:
     """A background run the Logic started: what it is and where it writes."""
 
-    kind: str  # pretrain | finetune | predict | suggest
+    kind: str  # pretrain | finetune | predict | suggest | curve
     project_folder: Path
     out: Path
     load_results: bool = True
@@ -41,6 +41,8 @@ class RunRecord:
     loaded_nodes: list = dataclasses.field(default_factory=list)
     #: suggest: the ranked suggestions (dicts of suggestions.json: case, rank, score, reason...), best first.
     suggestions: list = dataclasses.field(default_factory=list)
+    #: curve: curve.json (its "sentence", "predictions", ...), None until the run succeeded.
+    curve: dict | None = None
     result: RunResult | None = None
 
 
@@ -48,8 +50,9 @@ class RunRecord:
 UNLABELED, SUGGESTED, PREDICTED, LABELED = "unlabeled", "suggested", "predicted", "labeled"
 #: The case list's review order by status.
 REVIEW_ORDER = {PREDICTED: 0, SUGGESTED: 1, UNLABELED: 2, LABELED: 3}
-#: What ``diffusionseg suggest`` writes into the folder given as --out (docs/CLI.md).
+#: What ``diffusionseg suggest`` and ``diffusionseg curve`` write into their --out folder (docs/CLI.md).
 SUGGESTIONS_FILE = "suggestions.json"
+CURVE_FILE, CURVE_PLOT = "curve.json", "curve.png"
 
 
 @dataclasses.dataclass
@@ -418,6 +421,29 @@ class CoreLogic:
         self._start(RunRecord("suggest", Path(project.folder), out), self.suggestArgs(project, model, count, out, device))
         return out
 
+    @staticmethod
+    def curveArgs(project, pretrained: Path, out: Path, device: str = "auto") -> list[str]:
+        args = ["curve", "--pretrained", str(pretrained), "--images", str(project.images_dir)]
+        if project.task == "segmentation":
+            args += ["--labels", str(project.labels_dir), "--classes", ",".join(project.classes)]
+        else:
+            args += ["--landmarks", str(project.labels_dir), "--landmark-names", ",".join(project.landmark_names)]
+        return args + ["--out", str(out), "--device", device]
+
+    def startCurve(self, project, pretrained: Path, device: str = "auto") -> Path:
+        """Estimate what one more (and five more) annotations would bring; returns the run folder.
+
+        A few short fine-tunings of ``pretrained`` on subsets of the labeled cases (docs/CLI.md, curve).
+        """
+        if len(project.labeled_cases()) < 2:
+            raise ValueError(_("A learning curve needs at least 2 labeled cases. Label one more case first."))
+        if not projectfiles.is_model(pretrained, ["pretrained"]):
+            raise ValueError(_("{path} is not a pretrained DiffusionSeg model. Pretrain first or choose another "
+                               "folder.").format(path=pretrained))
+        out = projectfiles.new_folder(project.runs_dir, "curve")
+        self._start(RunRecord("curve", Path(project.folder), out), self.curveArgs(project, pretrained, out, device))
+        return out
+
     def _start(self, record: RunRecord, args: list[str]) -> None:
         if self.isRunning():
             raise RuntimeError(_("A DiffusionSeg run is already in progress. Wait for it or cancel it first."))
@@ -476,6 +502,8 @@ class CoreLogic:
         prediction (the others open from the case list, one at a time). Subclasses add GUI updates."""
         if record.kind == "suggest" and record.result is not None and record.result.ok:
             record.suggestions = readSuggestions(record.out)
+        if record.kind == "curve" and record.result is not None and record.result.ok:
+            record.curve = readCurve(record.out)
         if record.kind != "predict" or record.result is None:
             return
         files = predictionFiles(record.result.state.outputs, record.out / "predictions")
@@ -534,6 +562,27 @@ def readSuggestions(folder: Path) -> list[dict]:
         return sorted(document["suggestions"], key=lambda s: int(s["rank"]))
     except (OSError, ValueError, KeyError, TypeError):
         return []
+
+
+def readCurve(folder: Path) -> dict | None:
+    """curve.json of one ``curve`` run folder, with the plot's path under "plot" (None when unreadable)."""
+    try:
+        document = json.loads((Path(folder) / CURVE_FILE).read_text("utf-8"))
+        document["sentence"]  # noqa: B018  (a curve without its sentence is not one to show)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    document["plot"] = str(Path(folder) / CURVE_PLOT)
+    return document
+
+
+def latestCurve(project) -> dict | None:
+    """The newest complete curve of the project (shown in the panel until a newer one exists)."""
+    runs = sorted(project.runs_dir.glob("curve-*"), key=lambda p: p.name) if project.runs_dir.is_dir() else []
+    for run in reversed(runs):
+        curve = readCurve(run)
+        if curve is not None:
+            return curve
+    return None
 
 
 def latestSuggestions(project) -> list[dict]:

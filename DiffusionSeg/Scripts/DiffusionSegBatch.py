@@ -2,7 +2,7 @@
 
     Slicer --no-main-window --python-script <module dir>/Scripts/DiffusionSegBatch.py -- --project DIR
         [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
-        [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...] [--suggest K]
+        [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...] [--suggest K] [--curve]
         [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--pretrained DIR] [--model DIR]
         [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
 
@@ -52,6 +52,8 @@ def parse_args(argv):
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
     parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
     parser.add_argument("--predict", nargs="+", metavar="CASE", help="'unlabeled', 'all', or case names")
+    parser.add_argument("--curve", action="store_true",
+                        help="estimate what one more annotation brings (runs/curve-*/curve.png, curve.json)")
     parser.add_argument("--suggest", type=int, metavar="K",
                         help="rank K unlabeled cases to annotate next (written to runs/suggest-*/suggestions.csv)")
     parser.add_argument("--preset", choices=["tiny", "small", "base"],
@@ -149,6 +151,12 @@ def main(argv=None) -> int:
             record = run_step(logic, "suggest", lambda: logic.startSuggest(project, chosen, args.suggest, args.device))
             for row in record.suggestions:
                 print(f"{row['rank']}. {row['case']}: {row.get('reason', '')}")
+        if args.curve:
+            chosen = pretrained or next(iter(projectfiles.list_models(project, ["pretrained"])), None)
+            if chosen is None:
+                raise ValueError("no pretrained model for the learning curve: run --pretrain first or pass --pretrained")
+            record = run_step(logic, "curve", lambda: logic.startCurve(project, chosen, args.device))
+            print(record.curve["sentence"] if record.curve else "")
     except SystemExit as exc:
         return int(exc.code)
     except (UserError, ValueError, RuntimeError, OSError) as exc:

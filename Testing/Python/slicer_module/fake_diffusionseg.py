@@ -13,6 +13,7 @@ pretrain and finetune, and prediction files in each image's geometry for predict
         [--pidfile FILE]
     python -m fake_diffusionseg predict --model DIR --images FILE_OR_DIR --out DIR
     python -m fake_diffusionseg suggest --model DIR --images DIR --labels DIR --count K --out DIR/
+    python -m fake_diffusionseg curve --pretrained DIR --images DIR --labels DIR --out DIR
 
 FAKE_DIFFUSIONSEG_FAIL=user|crash in the environment makes any command fail.
 """
@@ -114,6 +115,27 @@ def suggest(args):
     return 0
 
 
+def curve(args):
+    """curve.json, curve.png and curve.csv as the real command writes them, with a fixed sentence."""
+    import numpy as np
+
+    from DiffusionSegLib.training.curves import render_png
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    emit(event="start", stage="curve", total=2)
+    sentence = "One more annotation: +1.2 Dice points expected (+0.4 to +2.0); five more: +3.1 (+1.5 to +4.4)."
+    (out / "curve.json").write_text(json.dumps({"format": "diffusionseg-curve", "version": 1, "sentence": sentence,
+                                                "predictions": [{"label": "one_more", "added": 1, "estimate": 0.86,
+                                                                 "lower": 0.84, "upper": 0.87, "gain": 0.012}]}))
+    n = np.arange(1.0, 4.0)
+    (out / "curve.png").write_bytes(render_png(n, 0.9 - 0.2 / n))
+    (out / "curve.csv").write_text("n,fold,score,mean_dice,mean_iou,train,test,seconds\n")
+    emit(event="output", stage="curve", path=str(out / "curve.json"))
+    emit(event="done", stage="curve", out=str(out), sentence=sentence, seconds=0.1)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("command")
@@ -168,6 +190,8 @@ def main(argv=None):
         return predict(args)
     if stage == "suggest" and not (args.fail_user or args.crash):
         return suggest(args)
+    if stage == "curve" and not (args.fail_user or args.crash):
+        return curve(args)
 
     kind = "pretrained" if stage == "pretrain" else args.task
     emit(event="start", stage=stage, total=args.iterations, out=args.out)

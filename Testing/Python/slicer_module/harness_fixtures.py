@@ -24,8 +24,11 @@ def slicer_panel(slicer_harness):
     """The DiffusionSeg panel as Slicer builds it: module, widget on a module panel, setup(), enter().
 
     Fails the test on any Qt warning printed while loading (layout errors, missing
-    signals or slots, unreadable properties).
+    signals or slots, unreadable properties) and on any exception raised in a Qt slot.
     """
     slicer_harness.load_module(with_widget=True)
     assert slicer_harness.qt_messages == [], slicer_harness.qt_messages
-    return slicer_harness
+    yield slicer_harness
+    # A handler that raised is a failure even when the test's own checks passed; a test that
+    # expects one takes it out of the list.
+    assert slicer_harness.slot_errors == [], slicer_harness.slot_errors

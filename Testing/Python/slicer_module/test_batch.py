@@ -61,6 +61,14 @@ def test_batch_pretrain_finetune_predict(batch, tmp_path, capsys):
     [suggestions] = project_dir.glob("runs/suggest-*/suggestions.csv")
     assert suggestions.read_text().splitlines()[0] == "case,rank,score,reason,image"
 
+    # Is one more annotation worth it? Needs two labeled cases, then prints the curve's sentence.
+    assert batch.main(common + ["--curve"]) == 2
+    assert "at least 2 labeled cases" in capsys.readouterr().err
+    shutil.copyfile(project_dir / "images" / "img1.nrrd", labels / "img1.seg.nrrd")
+    assert batch.main(common + ["--curve"]) == 0
+    assert "One more annotation: +1.2 Dice points" in capsys.readouterr().out
+    assert list(project_dir.glob("runs/curve-*/curve.png"))
+
 
 def test_batch_failure_exit_code(batch, tmp_path, capsys, monkeypatch):
     make_images(tmp_path / "incoming", 1)

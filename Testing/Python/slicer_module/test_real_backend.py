@@ -115,6 +115,12 @@ def test_every_command_line_the_logic_builds_parses_with_the_real_cli(slicer_cor
     assert (a.command, a.images, a.labels, a.count, a.device) == ("suggest", seg.images_dir, seg.labels_dir, 3, "cpu")
     assert str(a.out).rstrip("/").endswith("suggest-1")
     assert parse(CoreLogic.suggestArgs(lm, tmp_path / "lmk", 1, tmp_path / "o")).landmarks == lm.labels_dir
+    a = parse(CoreLogic.curveArgs(seg, tmp_path / "pre", tmp_path / "c", "cpu"))
+    assert (a.command, a.pretrained, a.images, a.labels, a.out, a.device) == (
+        "curve", tmp_path / "pre", seg.images_dir, seg.labels_dir, tmp_path / "c", "cpu")
+    assert "liver" in str(a.classes)
+    a = parse(CoreLogic.curveArgs(lm, tmp_path / "pre", tmp_path / "c"))
+    assert a.landmarks == lm.labels_dir and "sella" in str(a.landmark_names)
 
 
 def test_segmentation_project_pretrain_finetune_predict(logic, mrml, sample, tmp_path):

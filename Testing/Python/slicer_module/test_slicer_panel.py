@@ -248,6 +248,27 @@ def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     assert second.GetDisplayNode().GetVisibility3D()
     assert second.GetSegmentation().ContainsRepresentation("Closed surface")
 
+    # Two labeled cases: is one more annotation worth it? The plot and its sentence appear.
+    ui.curveButton.click()
+    record = wait_for_run(slicer_panel)
+    assert record.result.status == "done", record.result.message
+    assert ui.curveSentenceLabel.text.startswith("One more annotation: +1.2 Dice points")
+    assert not ui.curveImageLabel.pixmap.isNull()
+    assert ui.statusLabel.text == ui.curveSentenceLabel.text
+
+
+def test_curve_needs_two_labeled_cases(slicer_panel, tmp_path, monkeypatch):
+    widget, ui = slicer_panel.widget, slicer_panel.widget.ui
+    use_fake_backend(widget, monkeypatch)
+    open_project(slicer_panel, tmp_path / "proj")
+    widget._parameterNode.pretrainedModel = tmp_path  # any folder: the label count is checked first
+    ui.curveButton.click()
+    assert not widget.logic.isRunning()
+    # Slicer's testing mode re-raises what tryWithErrorDisplay would show the user in a dialog.
+    [error] = slicer_panel.slot_errors
+    assert "at least 2 labeled cases" in str(error)
+    slicer_panel.slot_errors.clear()
+
 
 def test_panel_landmarks_stop_at_the_project_landmarks(slicer_panel, tmp_path, monkeypatch):
     import slicer

@@ -73,6 +73,9 @@ class SlicerHarness:
         self.version = version
         self.root = SLICER_PYTHON / version / "Base" / "Python" / "slicer"
         self.qt_messages: list[str] = []
+        #: Exceptions raised in Qt slots (a click handler...). PythonQt prints them and goes on, and
+        #: Slicer's tryWithErrorDisplay re-raises in testing mode: recorded here so tests can see them.
+        self.slot_errors: list[BaseException] = []
         self.module = self.widget = self.modulePanel = None
         self._saved: dict = {}
         self._added_module_path = False
@@ -87,6 +90,8 @@ class SlicerHarness:
         sys.modules["qt"] = qt
         sys.modules["ctk"] = standins.placeholder_module("ctk", standins.CTK_WIDGETS)
         uiloader.capture_messages(self.qt_messages)
+        self._saved_excepthook = sys.excepthook
+        sys.excepthook = lambda kind, error, traceback: self.slot_errors.append(error)
         settings_dir = tempfile.mkdtemp(prefix="slicer-harness-settings-")
         qt.QSettings.setDefaultFormat(qt.QSettings.IniFormat)
         qt.QSettings.setPath(qt.QSettings.IniFormat, qt.QSettings.UserScope, settings_dir)
@@ -177,6 +182,7 @@ class SlicerHarness:
         from . import uiloader
 
         uiloader.capture_messages(None)
+        sys.excepthook = self._saved_excepthook
 
     # -- the module, as Slicer's scripted-module factory loads it -------------------
 
