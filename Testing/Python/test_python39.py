@@ -31,6 +31,7 @@ TARGET = (3, 9)
 #: Imported by the Slicer module in Slicer's own Python: plain Python, no torch or numpy.
 MUST_IMPORT = (
     "DiffusionSegLib.errors",
+    "DiffusionSegLib.modelconfig",
     "DiffusionSegLib.project",
     "DiffusionSegModuleLib.backend",
     "DiffusionSegModuleLib.dependencies",
