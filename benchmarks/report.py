@@ -164,8 +164,14 @@ def protocol_test(folder: Path, pairs=(("ddpm", "supervised"), ("ddpm", "random"
     ns = sorted({r["n"] for r in records})
     settings = {m: sorted({(r["n"], r["learning_rate"], r["iterations"]) for r in records if r["method"] == m})
                 for m in methods}
+    for r in records:  # class-mean HD95 (mm) and heart IoU, from the per-class metrics every record keeps
+        r["hd95_mm"] = float(np.nanmean([c["hd95_mm"] for c in r["per_class"].values()]))
+        r["heart_iou"] = r["per_class"]["heart"]["iou"]
     text = ["## Test mIoU (%), right lung, left lung, heart; mean ± sd over draws (runs)",
             table(records, "mIoU", "mIoU %", scale=100),
+            "## Test HD95 (mm, mean over the three classes; lower is better)",
+            table(records, "hd95_mm", "HD95 mm"),
+            "## Test heart IoU (%)", table(records, "heart_iou", "heart IoU %", scale=100),
             "Settings (chosen on validation): " + "; ".join(
                 f"{m}: " + ", ".join(f"N={n} lr {lr:g} {it} steps" for n, lr, it in settings[m]) for m in methods)]
     lines = ["| N | A - B | mean difference (mIoU points) | 95% bootstrap CI | pairs | A wins | target |",
