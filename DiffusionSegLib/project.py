@@ -5,15 +5,15 @@ Layout (see ../shared/DESIGN.md)::
     <project>/
       project.json   {"format": "diffusionseg-project", "version": 1, "task": ..., ...}
       images/        every image, labeled or not (<case>.nrrd, .nii.gz, .png, ...)
-      labels/        segmentation: <case>.seg.nrrd or a label map (<case>.nrrd/.nii.gz/.nii/.mha/.png);
+      labels/        segmentation: <case>.seg.nrrd or a label map (<case>.nrrd/.nii.gz/.mha/.png/.tif...);
                      landmarks: <case>.mrk.json (or .fcsv/.csv); a case is labeled when the
                      label file for the project's task exists
       models/        checkpoints with their config
       runs/          one folder per run
 
 A case is an image file name without its (possibly double) suffix: ``images/case_003.nii.gz``
-is case ``case_003``. Label values in label maps are ``i + 1`` for ``classes[i]``; 0 is
-background.
+is case ``case_003`` (the rule and each file role's suffixes: vocabulary.py). Label values in
+label maps are ``i + 1`` for ``classes[i]``; 0 is background.
 """
 
 from __future__ import annotations
@@ -25,35 +25,28 @@ from typing import Any
 
 from DiffusionSegLib.atomic import write_json_atomic
 from DiffusionSegLib.errors import UserError
+from DiffusionSegLib.vocabulary import (  # noqa: F401  (re-exported: the module reads them from here)
+    IMAGE_SUFFIXES,
+    LANDMARK_LABEL_SUFFIXES,
+    MODALITIES,
+    PREDICTION_CONFIDENCE_FILE,
+    SEGMENTATION_LABEL_SUFFIXES,
+    TASKS,
+    case_files,
+    case_map,
+    case_name,
+    image_entries,
+    label_suffixes,
+)
 
 FORMAT = "diffusionseg-project"
 VERSION = 1
-TASKS = ("segmentation", "landmarks")
-MODALITIES = ("xray", "ct", "mri", "other")
-
-# Longest suffixes first, so "a.seg.nrrd" is case "a", not "a.seg".
-IMAGE_SUFFIXES = (".nii.gz", ".seg.nrrd", ".nrrd", ".nii", ".mha", ".mhd", ".png", ".jpg", ".jpeg",
-                  ".tif", ".tiff", ".bmp", ".dcm")
-# Label files in order of preference when a case has several.
-SEGMENTATION_LABEL_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii", ".mha", ".png")
-LANDMARK_LABEL_SUFFIXES = (".mrk.json", ".fcsv", ".csv")
-#: Written by ``diffusionseg predict`` beside its results: {case: confidence measures}
-#: (predict/confidence.py); the Slicer module orders the review by it.
-PREDICTION_CONFIDENCE_FILE = "confidence.json"
+# The vocabulary (tasks, modalities, each file role's suffixes, the case-naming rule) is
+# stated once in DiffusionSegLib/vocabulary.py; re-exported here for the Slicer module.
 
 # Colours for new classes (0..1 RGB), Slicer-like; cycled when there are more classes.
 DEFAULT_COLORS = [(0.5, 0.68, 0.5), (0.95, 0.84, 0.57), (0.69, 0.48, 0.4), (0.44, 0.5, 0.85),
                   (0.85, 0.4, 0.4), (0.4, 0.8, 0.85), (0.9, 0.6, 0.2), (0.6, 0.4, 0.8)]
-
-
-def case_name(path: str | Path) -> str:
-    """``images/case_003.nii.gz`` -> ``case_003`` (strips one known, possibly double, suffix)."""
-    name = Path(path).name
-    lower = name.lower()
-    for suffix in (".mrk.json",) + IMAGE_SUFFIXES:
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem
 
 
 @dataclass
@@ -207,46 +200,44 @@ class Project:
 
     # ------------------------------------------------------------------ cases
     def cases(self) -> list[str]:
-        """All case names found in images/ (sorted; hidden and temporary files ignored)."""
+        """All case names found in images/ (sorted; hidden and temporary files ignored).
+
+        Raises:
+            UserError: two images of one case (vocabulary.case_map names both files).
+        """
+        return sorted(self._images())
+
+    def _images(self) -> dict[str, Path]:
         if not self.images_dir.is_dir():
-            return []
-        return sorted({case_name(p) for p in self.images_dir.iterdir()
-                       if p.is_file() and not p.name.startswith(".") and _is_image(p.name)})
+            return {}
+        return case_map(image_entries(self.images_dir), self.images_dir)
 
     def image_path(self, case: str) -> Path | None:
-        """The image file of ``case`` in images/, or None."""
-        return _find(self.images_dir, case, IMAGE_SUFFIXES)
+        """The image file (or DICOM series folder) of ``case`` in images/, or None."""
+        return self._images().get(case)
+
+    def _labels(self) -> dict[str, Path]:
+        return case_files(self.labels_dir, label_suffixes(self.task))
 
     def label_path(self, case: str) -> Path | None:
         """The label file of ``case`` for this project's task, or None.
 
-        Segmentation: <case>.seg.nrrd, then a label map (.nrrd, .nii.gz, .nii, .mha, .png).
-        Landmarks: <case>.mrk.json, then .fcsv, then .csv.
+        Segmentation: <case>.seg.nrrd, then a label map; landmarks: <case>.mrk.json, then
+        .fcsv, then .csv (vocabulary.SEGMENTATION_LABEL_SUFFIXES / LANDMARK_LABEL_SUFFIXES,
+        the lists fine-tuning and evaluation read too).
         """
-        suffixes = SEGMENTATION_LABEL_SUFFIXES if self.task == "segmentation" else LANDMARK_LABEL_SUFFIXES
-        return _find(self.labels_dir, case, suffixes)
+        return self._labels().get(case)
 
     def labeled_cases(self) -> list[str]:
         """Cases in images/ whose label file (for this task) exists in labels/."""
-        return [c for c in self.cases() if self.label_path(c) is not None]
+        labels = self._labels()
+        return [c for c in self.cases() if c in labels]
 
     def unlabeled_cases(self) -> list[str]:
         """Cases in images/ without a label file: used for pretraining and prediction."""
-        return [c for c in self.cases() if self.label_path(c) is None]
+        labels = self._labels()
+        return [c for c in self.cases() if c not in labels]
 
 
 def _num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_image(name: str) -> bool:
-    lower = name.lower()
-    return any(lower.endswith(s) for s in IMAGE_SUFFIXES)
-
-
-def _find(folder: Path, case: str, suffixes) -> Path | None:
-    for suffix in suffixes:
-        path = folder / f"{case}{suffix}"
-        if path.is_file():
-            return path
-    return None

@@ -32,6 +32,7 @@ from DiffusionSegLib.curve.run import CurveOptions, curve  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
+from DiffusionSegLib.vocabulary import case_name  # noqa: E402
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 
@@ -127,7 +128,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     args.validate, args.test_limit = None, None
-    cases = sorted(q.stem for q in (args.data / "images").glob("*.png"))
+    cases = sorted(case_name(q) for q in (args.data / "images").glob("*.png"))
     train, test, test_images = scored_split(cases, args, args.data / "images", ".png")
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)

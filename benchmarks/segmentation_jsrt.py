@@ -34,6 +34,7 @@ from benchmarks.supervised_unet import SupervisedOptions, train_and_predict  # n
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
+from DiffusionSegLib.vocabulary import case_name  # noqa: E402
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 
@@ -129,7 +130,7 @@ def main() -> None:
         sys.exit("error: method 'ddpm' needs --pretrained MODEL_DIR.")
     if "other" in args.methods and args.pretrained_other is None:
         sys.exit("error: method 'other' needs --pretrained-other MODEL_DIR.")
-    cases = sorted(p.stem for p in (args.data / "images").glob("*.png"))
+    cases = sorted(case_name(p) for p in (args.data / "images").glob("*.png"))
     train, test, test_images = scored_split(cases, args, args.data / "images", ".png")
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)

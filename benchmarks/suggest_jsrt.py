@@ -40,6 +40,7 @@ from benchmarks.common import draw_cases, link_subset, pretraining_record, score
 from DiffusionSegLib.atomic import write_json_atomic  # noqa: E402
 from DiffusionSegLib.imageio import list_images, resample_to_size  # noqa: E402
 from DiffusionSegLib.suggest import select  # noqa: E402
+from DiffusionSegLib.vocabulary import case_name  # noqa: E402
 from DiffusionSegLib.suggest.cache import weights_sha256  # noqa: E402
 from DiffusionSegLib.suggest.features import load_extractor  # noqa: E402
 from DiffusionSegLib.suggest.run import SuggestOptions, open_cache, pool_features, suggest  # noqa: E402
@@ -57,7 +58,7 @@ def pool_arrays(args, images: Path, cases: list[str]) -> tuple[np.ndarray, np.nd
     extractor = load_extractor(args.pretrained, args.device)
     opts = SuggestOptions(model=args.pretrained, images=images, count=1, out="", cache_dir=args.work / "cache")
     paths = list_images(images)
-    assert [p.stem for p in paths] == cases
+    assert [case_name(p) for p in paths] == cases
     rows, computed = pool_features(extractor, open_cache(opts, extractor, weights_sha256(extractor.weights)), paths)
     assert computed == 0, "the features should be cached by the timing step"
     X = select.embed(np.stack([r["features"] for r in rows]), rows[0]["info"]["widths"])
@@ -101,7 +102,7 @@ def coverage_table(args, report: dict, train: list[str], train_images: Path) -> 
 
 
 def miou_runs(args, report: dict, train: list[str], train_images: Path) -> None:
-    cases = sorted(p.stem for p in (args.data / "images").glob("*.png"))
+    cases = sorted(case_name(p) for p in (args.data / "images").glob("*.png"))
     margs = argparse.Namespace(data=args.data, batch_size=args.batch_size, pretrained=args.pretrained,
                                pretrained_other=None, timestep=0, preset="small", image_size=[64, 64],
                                device=args.device, settings=None, validate=None, test_limit=args.test_limit,
@@ -211,7 +212,7 @@ def main() -> None:
         report["all_images_picks"] = [s["case"] for s in second["suggestions"]]
         write_json_atomic(args.json, report)
         print(json.dumps(report["timing"]), flush=True)
-    cases = sorted(p.stem for p in (args.data / "images").glob("*.png"))
+    cases = sorted(case_name(p) for p in (args.data / "images").glob("*.png"))
     train, _ = split(cases)
     train_images = link_subset(train, args.data / "images", args.work / "train-images", ".png")
     coverage_table(args, report, train, train_images)

@@ -5,7 +5,8 @@ install copies it there); a source checkout has it one level up, beside the modu
 folder. ``DIFFUSIONSEG_BACKEND_DIR`` overrides both (e.g. a backend on a GPU server's
 shared disk).
 
-The module itself only imports ``DiffusionSegLib.project`` (plain Python). Everything
+The module itself only imports ``DiffusionSegLib.project`` and ``DiffusionSegLib.vocabulary``
+(plain Python). Everything
 that needs torch runs in the background process.
 """
 
@@ -46,3 +47,11 @@ def project_module():
     from DiffusionSegLib import project
 
     return project
+
+
+def vocabulary():
+    """DiffusionSegLib.vocabulary: case names, file suffixes and choice lists (plain Python)."""
+    ensure_importable()
+    from DiffusionSegLib import vocabulary as module
+
+    return module

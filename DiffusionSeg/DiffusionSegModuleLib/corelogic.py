@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from . import nodeio, projectfiles
-from .backend import find_backend_dir, project_module
+from .backend import find_backend_dir, project_module, vocabulary
 from .i18n import _
 from .process import BackendProcess, RunResult
 from .progress import Event, ProgressState
@@ -229,7 +229,8 @@ class CoreLogic:
         case = self.addVolume(project, volume)
         label = project.label_path(case)
         name = _("{case} labels").format(case=case)
-        if label is not None and label.name.endswith((".seg.nrrd", ".mrk.json")):
+        editable = (vocabulary().SEGMENTATION_FILE_SUFFIX, vocabulary().LANDMARK_FILE_SUFFIX)
+        if label is not None and label.name.lower().endswith(editable):
             node = self.loadLabelFile(project, label, volume, name)
         elif project.task == "segmentation":
             node = nodeio.new_segmentation(self.context, volume, project.classes, name, project.class_colors)
@@ -542,10 +543,6 @@ class CoreLogic:
             self.logCallback(text)
 
 
-#: Prediction files the module shows, best first (the backend may also write .csv or .png).
-LOADABLE_SUFFIXES = (".seg.nrrd", ".mrk.json", ".nrrd", ".nii.gz", ".nii")
-
-
 def latestPredictions(project) -> dict[str, Path]:
     """Each case's prediction file from the newest prediction run that predicted it."""
     found: dict[str, Path] = {}
@@ -598,7 +595,7 @@ def latestSuggestions(project) -> list[dict]:
 def predictionConfidence(path: Path, case: str) -> float | None:
     """The confidence the backend reported for ``case`` in the run that wrote ``path`` (None: not reported)."""
     try:
-        figures = json.loads((Path(path).parent / project_module().PREDICTION_CONFIDENCE_FILE).read_text("utf-8"))
+        figures = json.loads((Path(path).parent / vocabulary().PREDICTION_CONFIDENCE_FILE).read_text("utf-8"))
         return float(figures[case]["confidence"])
     except (OSError, ValueError, KeyError, TypeError):
         return None  # an older run without the file, or one cut off before this case: no order to give
@@ -606,13 +603,14 @@ def predictionConfidence(path: Path, case: str) -> float | None:
 
 def predictionFiles(outputs: Sequence[tuple[str, str]], folder: Path) -> list[tuple[str, Path]]:
     """One loadable file per case, from the run's ``output`` events (else from its folder)."""
-    case_name = project_module().case_name
+    words = vocabulary()  # the prediction files the module shows, best first (predict also writes .csv, .png)
+    case_name, loadable = words.case_name, words.LOADABLE_PREDICTION_SUFFIXES
     if not outputs and folder.is_dir():
         outputs = [(case_name(p), str(p)) for p in sorted(folder.iterdir()) if p.is_file()]
     best: dict[str, tuple[int, Path]] = {}
     for case, path in outputs:
         path = Path(path)
-        rank = next((i for i, suffix in enumerate(LOADABLE_SUFFIXES) if path.name.lower().endswith(suffix)), None)
+        rank = next((i for i, suffix in enumerate(loadable) if path.name.lower().endswith(suffix)), None)
         if rank is None:
             continue
         case = case or case_name(path)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .backend import project_module
+from .backend import vocabulary
 
 MODEL_FORMAT = "diffusionseg-model"
 
@@ -38,25 +38,18 @@ def unique_case_name(project, base: str) -> str:
 
 def image_files(folder: str | Path) -> list[Path]:
     """The image files directly in ``folder`` that the project accepts (labels excluded)."""
-    module = project_module()
-    files = []
-    for path in sorted(Path(folder).iterdir()):
-        lower = path.name.lower()
-        if not path.is_file() or path.name.startswith(".") or lower.endswith((".seg.nrrd", ".mrk.json")):
-            continue
-        if any(lower.endswith(suffix) for suffix in module.IMAGE_SUFFIXES):
-            files.append(path)
-    return files
+    words = vocabulary()
+    return [path for path in words.image_entries(folder) if path.is_file()]
 
 
 def import_image_files(project, files: Iterable[str | Path]) -> list[str]:
     """Copy image files into images/ under new case names; returns the cases added."""
-    module = project_module()
+    case_name = vocabulary().case_name
     project.images_dir.mkdir(parents=True, exist_ok=True)
     cases = []
     for source in map(Path, files):
-        case = unique_case_name(project, module.case_name(source))
-        suffix = source.name[len(module.case_name(source)):]
+        case = unique_case_name(project, case_name(source))
+        suffix = source.name[len(case_name(source)):]
         target = project.images_dir / f"{case}{suffix}"
         temporary = target.with_name(f".{target.name}.partial-{os.getpid()}")
         shutil.copyfile(source, temporary)

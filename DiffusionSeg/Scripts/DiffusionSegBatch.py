@@ -31,23 +31,28 @@ from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 
 backend.ensure_importable()
 from DiffusionSegLib.errors import UserError  # noqa: E402
-from DiffusionSegLib.project import MODALITIES, TASKS  # noqa: E402
+from DiffusionSegLib.vocabulary import FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality  # noqa: E402
 
 
 def parse_args(argv):
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options; choice lists come from DiffusionSegLib.vocabulary, like the CLI's and the panel's."""
     parser = argparse.ArgumentParser(prog="DiffusionSegBatch", description=__doc__.splitlines()[0])
     parser.add_argument("--project", required=True, type=Path, help="project folder")
     parser.add_argument("--create", action="store_true", help="create the project if it does not exist")
     parser.add_argument("--task", choices=TASKS, default=TASKS[0])
     parser.add_argument("--dims", type=int, choices=[2, 3], default=3)
     parser.add_argument("--names", default="", help="class or landmark names, comma-separated")
-    parser.add_argument("--modality", choices=MODALITIES, default="other")
+    parser.add_argument("--modality", choices=MODALITIES, default=Modality.OTHER.value)
     parser.add_argument("--add-images", type=Path, help="copy the images of this folder into the project")
     parser.add_argument("--pretrain", action="store_true")
     parser.add_argument("--pretrain-iterations", type=int, default=2000)
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--finetune-iterations", type=int, default=300)  # the backend's default (finetune_cmd.py)
-    parser.add_argument("--mode", choices=["full", "probe", "mlp"], default="full",
+    parser.add_argument("--mode", choices=FINETUNE_MODES, default=FinetuneMode.FULL.value,
                         help="full: fine-tune the whole U-Net; probe/mlp: frozen pretrained U-Net and a trained head")
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
     parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
@@ -63,7 +68,7 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, help="images per step (default: the backend's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backend-module", default="DiffusionSegLib", help=argparse.SUPPRESS)  # tests
-    return parser.parse_args(argv)
+    return parser
 
 
 def make_logic(backend_module):

@@ -6,13 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from ..training.progress import PROGRESS_MODES
+from ..vocabulary import PROGRESS_MODES, Progress
 from .common import positive_int
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--progress", default="bar", choices=PROGRESS_MODES,
+    p.add_argument("--progress", default=Progress.BAR.value, choices=PROGRESS_MODES,
                    help="json: one event per line on stdout (for the Slicer module); bar: a progress bar")
 
 

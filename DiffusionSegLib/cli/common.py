@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..training.device import PRECISIONS
-from ..training.progress import PROGRESS_MODES
+from ..vocabulary import PRECISIONS, PROGRESS_MODES, Precision, Progress
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+    parser.add_argument("--precision", default=Precision.AUTO.value, choices=PRECISIONS,
                         help="auto: bf16/fp16 mixed precision on GPUs, fp32 on the CPU")
-    parser.add_argument("--progress", default="bar", choices=PROGRESS_MODES,
+    parser.add_argument("--progress", default=Progress.BAR.value, choices=PROGRESS_MODES,
                         help="json: one event per line on stdout (for the Slicer module); bar: a progress bar")
     parser.add_argument("--seed", type=int, default=0)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..vocabulary import PROGRESS_MODES, Progress
 from .common import positive_int
 
 
@@ -17,7 +18,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pretrain-iterations", type=positive_int, default=400)
     p.add_argument("--finetune-iterations", type=positive_int, default=200)
     p.add_argument("--device", default="auto")
-    p.add_argument("--progress", default="bar", choices=("bar", "json", "none"))
+    p.add_argument("--progress", default=Progress.BAR.value, choices=PROGRESS_MODES)
     p.set_defaults(run=run)
 
 

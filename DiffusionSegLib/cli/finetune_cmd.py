@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..nets import PRESETS
+from ..vocabulary import FINETUNE_MODES, TASKS, FinetuneMode
 from .common import add_runtime_options, positive_int
 
 
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> None:
                                           "annotated cases: each image in --images with an annotation of the same "
                                           "name in --labels (segmentation) or --landmarks.")
     add_finetune_options(p)
-    p.add_argument("--mode", choices=("full", "probe", "mlp"), default="full",
+    p.add_argument("--mode", choices=FINETUNE_MODES, default=FinetuneMode.FULL.value,
                    help="full: fine-tune the whole U-Net (default); probe: keep it frozen and train a small "
                         "conv head on its decoder features at --probe-timesteps; mlp: a pixel-MLP ensemble "
                         "on the same features (segmentation only)")
@@ -37,7 +38,7 @@ def add_parser(subparsers) -> None:
 
 def add_finetune_options(p: argparse.ArgumentParser) -> None:
     """The options of one fine-tuning (shared with ``selftrain``, which fine-tunes every round)."""
-    p.add_argument("--task", required=True, choices=("segmentation", "landmarks"))
+    p.add_argument("--task", required=True, choices=TASKS)
     p.add_argument("--pretrained", type=Path, help="model folder written by pretrain")
     p.add_argument("--init", choices=("pretrained", "random"), default="pretrained",
                    help="random: train from scratch (a baseline; --pretrained is then not needed)")

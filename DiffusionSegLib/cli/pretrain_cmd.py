@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 from ..diffusion.ddpm import SCHEDULES
-from ..imageio import MODALITIES
 from ..nets import PRESETS
+from ..vocabulary import MODALITIES, OBJECTIVES, Objective
 from .common import add_runtime_options, positive_int
 
 
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
                    help="intensity normalisation: ct (HU window) or xray/mri/other (percentiles); auto guesses")
     p.add_argument("--timesteps", type=positive_int, default=1000, help="diffusion steps (papers: 500-4000)")
     p.add_argument("--schedule", default="linear_beta", choices=SCHEDULES)
-    p.add_argument("--objective", default="ddpm", choices=("ddpm", "masked"),
+    p.add_argument("--objective", default=Objective.DDPM.value, choices=OBJECTIVES,
                    help="ddpm: diffusion denoising (the method); masked: masked image modelling (a baseline)")
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--checkpoint-every", type=positive_int, default=500)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..vocabulary import CONFIDENCE_MEASURES
 from .common import add_runtime_options, positive_int
 from .finetune_cmd import add_finetune_options
 
@@ -23,7 +24,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--min-confidence", type=float,
                    help="keep a pseudo-label whose confidence is at least this (default 0.9 segmentation, "
                         "0.7 landmarks)")
-    p.add_argument("--confidence-measure", dest="measure", choices=("foreground", "image", "peak"),
+    p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="as in `diffusionseg synthesize`")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (3D)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")

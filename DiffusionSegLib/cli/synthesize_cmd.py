@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..vocabulary import CONFIDENCE_MEASURES
 from .common import add_runtime_options, positive_int
 
 
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--min-confidence", type=float,
                    help="keep a sample whose confidence is at least this (default 0.9 segmentation, "
                         "0.7 landmarks: the smallest landmark's heatmap peak mass)")
-    p.add_argument("--confidence-measure", dest="measure", choices=("foreground", "image", "peak"),
+    p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="segmentation: foreground (default; mean top class probability over the pixels "
                         "predicted as a class) or image (over all pixels); landmarks: peak")
     p.add_argument("--no-rejected", dest="keep_rejected", action="store_false",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..vocabulary import OBJECTIVES  # noqa: F401  (re-exported)
 from .ddpm import item_generators
 
-OBJECTIVES = ("ddpm", "masked")
 
 
 def block_mask(shape: tuple[int, ...], block: int, ratio: float, generator: torch.Generator) -> torch.Tensor:

@@ -27,7 +27,7 @@ import numpy as np
 from DiffusionSegLib.atomic import jsonable
 from DiffusionSegLib.errors import UserError
 from DiffusionSegLib.landmarks.markups import Landmarks, _atomic_write, read_landmarks
-from DiffusionSegLib.project import LANDMARK_LABEL_SUFFIXES, case_name
+from DiffusionSegLib.vocabulary import LANDMARK_LABEL_SUFFIXES, case_files
 
 SDR_THRESHOLDS_MM = (2.0, 2.5, 3.0, 4.0)
 
@@ -93,13 +93,7 @@ def _landmark_files(folder: Path) -> dict[str, Path]:
     """
     if not folder.is_dir():
         raise UserError("landmark folder not found.", path=folder, fix="Check the path.")
-    found: dict[str, Path] = {}
-    for suffix in LANDMARK_LABEL_SUFFIXES:
-        for path in sorted(folder.iterdir()):
-            if path.name.startswith(".") or not path.is_file() or not path.name.lower().endswith(suffix):
-                continue
-            found.setdefault(case_name(path), path)
-    return found
+    return case_files(folder, LANDMARK_LABEL_SUFFIXES)
 
 
 def evaluate_landmarks(pred_dir: str | Path, truth_dir: str | Path, names: Sequence[str] | None = None,

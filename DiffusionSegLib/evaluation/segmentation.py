@@ -30,12 +30,12 @@ import SimpleITK as sitk
 from ..atomic import jsonable, write_text_atomic
 from ..errors import UserError
 from ..imageio.images import list_images, read_image_info
-from ..imageio.suffixes import case_id
 from ..labels.grid import Grid
-from ..labels.reading import PICTURE_SUFFIXES, class_names_from, is_seg_nrrd, load_segmentation
+from ..labels.reading import class_names_from, is_seg_nrrd, load_segmentation
+from ..vocabulary import LABEL_PICTURE_SUFFIXES as PICTURE_SUFFIXES
+from ..vocabulary import SEGMENTATION_LABEL_SUFFIXES, case_files, case_map
 
 #: Label files in order of preference when one case has several (as project.py).
-LABEL_SUFFIXES = (".seg.nrrd", ".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd", ".png", ".tif", ".tiff", ".bmp")
 
 
 # ---------------------------------------------------------------- one pair of masks
@@ -132,18 +132,8 @@ def _label_files(folder: Path) -> dict[str, Path]:
     Hidden files and overlay pictures (``*overlay*.png``) are not labels."""
     if not folder.is_dir():
         raise UserError("No such folder.", path=folder, fix="check the path.")
-    found: dict[str, tuple[int, Path]] = {}
-    for path in sorted(folder.iterdir()):
-        name = path.name.lower()
-        if not path.is_file() or name.startswith(".") or ("overlay" in name and name.endswith(".png")):
-            continue
-        rank = next((i for i, s in enumerate(LABEL_SUFFIXES) if name.endswith(s)), None)
-        if rank is None:
-            continue
-        case = case_id(path)
-        if case not in found or rank < found[case][0]:
-            found[case] = (rank, path)
-    return {case: path for case, (_rank, path) in sorted(found.items())}
+    return case_files(folder, SEGMENTATION_LABEL_SUFFIXES,
+                      ignore=lambda name: "overlay" in name and name.endswith(".png"))
 
 
 def _grid_image(grid: Grid) -> sitk.Image:
@@ -221,7 +211,7 @@ def evaluate_segmentations(pred_dir: str | Path, label_dir: str | Path, classes:
     """
     pred_dir, label_dir = Path(pred_dir), Path(label_dir)
     preds, truths = _label_files(pred_dir), _label_files(label_dir)
-    images = {case_id(p): p for p in list_images(images_dir)} if images_dir is not None else None
+    images = case_map(list_images(images_dir), images_dir) if images_dir is not None else None
     common = sorted(set(preds) & set(truths))
     if not common:
         raise UserError(f"No case has both a prediction and a label (predictions: {', '.join(list(preds)[:5]) or 'none'}; "

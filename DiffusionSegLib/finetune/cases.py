@@ -7,10 +7,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..imageio import list_images
-from ..project import case_name
-
-SEGMENTATION_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii.gz", ".nii", ".mha", ".mhd", ".png", ".tif", ".tiff", ".bmp")
-LANDMARK_SUFFIXES = (".mrk.json", ".fcsv", ".csv")
+from ..vocabulary import LANDMARK_LABEL_SUFFIXES as LANDMARK_SUFFIXES  # noqa: F401  (re-exported)
+from ..vocabulary import SEGMENTATION_LABEL_SUFFIXES as SEGMENTATION_SUFFIXES  # noqa: F401  (re-exported)
+from ..vocabulary import case_files, case_map
 
 
 @dataclass
@@ -24,12 +23,7 @@ def annotation_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]
     """``case name -> file`` for the annotation files in ``folder`` (the first suffix in ``suffixes`` wins)."""
     if not folder.is_dir():
         raise UserError("the annotation folder does not exist.", path=folder, fix="pass the folder of label files.")
-    found: dict[str, Path] = {}
-    for suffix in suffixes:
-        for path in sorted(folder.iterdir()):
-            if path.name.lower().endswith(suffix) and not path.name.startswith("."):
-                found.setdefault(case_name(path), path)
-    return found
+    return case_files(folder, suffixes)
 
 
 def labeled_cases(images: Path, annotations: Path, suffixes: tuple[str, ...]) -> list[Case]:
@@ -37,7 +31,7 @@ def labeled_cases(images: Path, annotations: Path, suffixes: tuple[str, ...]) ->
 
     An annotation without an image is an error (it would otherwise be silently unused).
     """
-    image_paths = {case_name(p): p for p in list_images(images)}
+    image_paths = case_map(list_images(images), images)
     files = annotation_files(annotations, suffixes)
     orphans = sorted(set(files) - set(image_paths))
     if orphans:

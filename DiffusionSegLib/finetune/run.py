@@ -19,7 +19,7 @@ from ..imageio.verify import verify_images
 from ..labels import class_names_from, is_seg_nrrd
 from ..landmarks import read_landmarks
 from ..nets import NetworkConfig, build_unet, check_fits, network_config
-from ..probe import PROBE_MODES, build_probe_network
+from ..probe import build_probe_network
 from ..probe.network import DEFAULT_TIMESTEPS
 from ..project import DEFAULT_COLORS
 from ..training.checkpoint import STATE_NAME, fit_weights, load_config, load_weights
@@ -28,14 +28,12 @@ from ..training.distributed import init_distributed, local_rank_from_env
 from ..training.guard import RunGuard, prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
+from ..vocabulary import FINETUNE_MODES as MODES
+from ..vocabulary import TASKS
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
 from .extra import MixedBatchSampler, check_weight, extra_cases
 from .network import task_network
 from .tasks import LandmarkTask, SegmentationTask
-
-TASKS = ("segmentation", "landmarks")
-MODES = ("full",) + PROBE_MODES
-
 
 @dataclass
 class FinetuneOptions:

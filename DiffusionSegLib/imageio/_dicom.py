@@ -11,33 +11,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import UserError
-
-# Files of other formats are never probed, so checking a folder of PNGs costs nothing.
-_MAX_PROBED = 8
-
-
-def is_dicom_file(path: Path) -> bool:
-    """A ``.dcm`` file, or any file with the DICOM preamble (``DICM`` at byte 128).
-
-    Scanners often write DICOM files with no suffix, hence the look at the bytes.
-    DICOMDIR index files hold no pixels and are not counted.
-    """
-    if not path.is_file() or path.name.startswith(".") or path.name.upper() == "DICOMDIR":
-        return False
-    if path.name.lower().endswith(".dcm"):
-        return True
-    try:
-        with open(path, "rb") as f:
-            f.seek(128)
-            return f.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
-def holds_dicom(folder: Path) -> bool:
-    """True when ``folder`` (not its sub-folders) holds a DICOM file among its first few files."""
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
-    return any(is_dicom_file(p) for p in files[:_MAX_PROBED])
+from ..vocabulary import holds_dicom, is_dicom_file  # noqa: F401  (the rule is the vocabulary's)
 
 
 def series_in(folder: Path) -> dict[str, list[str]]:

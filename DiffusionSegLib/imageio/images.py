@@ -20,7 +20,8 @@ import SimpleITK as sitk
 from ..errors import UserError
 from . import _dicom, _pixels
 from ._native import native_stderr_silenced
-from .suffixes import IMAGE_SUFFIXES, case_id, is_image_file, is_label_file
+from ..vocabulary import IMAGE_SUFFIXES, case_map, image_entries, image_suffix, is_image_file
+from .suffixes import case_id
 from .writing import write_image
 
 __all__ = [
@@ -37,20 +38,18 @@ def _require_exists(path: Path) -> None:
 
 
 def _listed_files(folder: Path) -> list[Path]:
-    """Image files directly in ``folder``; a folder of slices of one DICOM series counts as one."""
-    files = [p for p in folder.iterdir()
-             if p.is_file() and not p.name.startswith(".") and not is_label_file(p)]
-    images = [p for p in files if is_image_file(p) and not p.name.lower().endswith(".dcm")]
-    dicoms = [p for p in files if _dicom.is_dicom_file(p)]
+    """The folder's image entries; its own loose slices of one DICOM series count as one (the folder)."""
+    entries = image_entries(folder)
+    dicoms = [p for p in entries if p.is_file() and _dicom.is_dicom_file(p)]
     if not dicoms:
-        return images
+        return entries
     # DICOM files here are either separate pictures (radiographs: one file per series) or
     # the slices of one volume; reading the slices one by one would be silently wrong.
     series = _dicom.series_in(folder)
     if all(len(names) == 1 for names in series.values()):
-        return images + dicoms
+        return entries
     if len(series) == 1:
-        return images + [folder]
+        return sorted([p for p in entries if p not in dicoms] + [folder], key=lambda p: p.name)
     raise UserError(f"This folder holds {len(series)} DICOM series, some of several slices.", path=folder,
                     fix="move each series into its own sub-folder.")
 
@@ -58,25 +57,27 @@ def _listed_files(folder: Path) -> list[Path]:
 def list_images(folder: str | Path) -> list[Path]:
     """Images in ``folder`` (not recursive), sorted by name.
 
-    Entries are image files, plus one entry per sub-folder that holds a DICOM series.
-    Hidden files and labels (``.seg.nrrd``) are skipped. A file path gives ``[path]``.
+    Entries are image files, plus one entry per sub-folder that holds a DICOM series
+    (vocabulary.image_entries). Hidden files and labels (``.seg.nrrd``, ``.mrk.json``) are
+    skipped. A file path gives ``[path]``.
 
     Raises:
-        UserError: the path does not exist, or holds no supported image.
+        UserError: the path does not exist, holds no supported image, or holds two images
+            of one case (vocabulary.case_map).
     """
     folder = Path(folder)
     _require_exists(folder)
     if folder.is_file():
         return [folder]
     found = _listed_files(folder)
-    found += [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and _dicom.holds_dicom(p)]
     if not found:
         raise UserError("This folder holds no images.", path=folder, fix=f"add images ({_SUPPORTED}).")
-    return sorted(found, key=lambda p: p.name)
+    case_map(found, folder)
+    return found
 
 
 def _check_readable_name(path: Path) -> None:
-    if path.is_file() and not is_image_file(path) and not _dicom.is_dicom_file(path):
+    if path.is_file() and image_suffix(path) is None and not _dicom.is_dicom_file(path):
         raise UserError("This file type is not supported.", path=path, fix=f"convert it to one of {_SUPPORTED}.")
 
 

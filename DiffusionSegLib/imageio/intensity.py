@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ..errors import UserError
+from ..vocabulary import MODALITIES
 
-MODALITIES: tuple[str, ...] = ("ct", "xray", "mri", "other")
 METHODS: tuple[str, ...] = ("window", "percentile")
 
 _CT_WINDOW = (-1000.0, 1000.0)  # air .. dense bone, in HU

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from ..errors import UserError
 from ..project import DEFAULT_COLORS
+from ..vocabulary import LABEL_PICTURE_SUFFIXES, SEGMENTATION_FILE_SUFFIX, SEGMENTATION_LABEL_SUFFIXES
 from .grid import Grid, GridMismatch, offset_on, place
 from .names import match_class, segment_names
 
@@ -27,8 +28,9 @@ log = logging.getLogger(__name__)
 Color = tuple[float, float, float]
 
 #: Label-map suffixes whose files carry no geometry: only their size must match the image's.
-PICTURE_SUFFIXES = (".png", ".bmp")
-LABELMAP_SUFFIXES = (".nrrd", ".nhdr", ".nii.gz", ".nii", ".mha", ".mhd", ".tif", ".tiff") + PICTURE_SUFFIXES
+PICTURE_SUFFIXES = LABEL_PICTURE_SUFFIXES
+#: Label maps: every segmentation label suffix but Slicer's own .seg.nrrd (vocabulary.py).
+LABELMAP_SUFFIXES = tuple(s for s in SEGMENTATION_LABEL_SUFFIXES if s != SEGMENTATION_FILE_SUFFIX)
 _LOSSY = (".jpg", ".jpeg")
 
 

@@ -17,15 +17,15 @@ from ..labels import write_labelmap, write_overlay_png, write_seg_nrrd
 from ..landmarks import LOW_CONFIDENCE, Landmarks, index_to_physical, write_csv, write_mrk_json
 from ..landmarks.heatmaps import decode_heatmaps, sigma_mm_to_px
 from ..landmarks.overlay import write_landmark_overlay_png
-from ..project import PREDICTION_CONFIDENCE_FILE as CONFIDENCE_FILE
-from ..project import case_name
+from ..vocabulary import LANDMARK_FILE_SUFFIX, PREDICTION_LABELMAP_FORMATS, SEGMENTATION_FILE_SUFFIX, case_name
+from ..vocabulary import PREDICTION_CONFIDENCE_FILE as CONFIDENCE_FILE
 from ..imageio.verify import verify_images
 from ..runlock import RunLock
 from ..training.progress import Reporter
 from .confidence import landmark_confidence, segmentation_confidence
 from .engine import LoadedModel, load_task_model, network_output, on_grid
 
-LABELMAP_FORMATS = ("nii.gz", "nrrd", "png")
+LABELMAP_FORMATS = PREDICTION_LABELMAP_FORMATS
 
 
 @dataclass
@@ -107,7 +107,7 @@ def _predict(opts: PredictOptions, out: Path) -> dict:
     paths = list_images(opts.images)
     reporter = Reporter("predict", opts.progress)
     verify_images(paths, model.config["dims"], log=reporter.log)
-    suffix = ".seg.nrrd" if model.kind == "segmentation" else ".mrk.json"
+    suffix = SEGMENTATION_FILE_SUFFIX if model.kind == "segmentation" else LANDMARK_FILE_SUFFIX
     clashes = [p for p in paths if (out / f"{case_name(p)}{suffix}").exists()]
     if clashes:
         raise UserError(f"predictions for {len(clashes)} image(s) already exist in the output folder "
@@ -137,7 +137,8 @@ def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: lis
         if model.kind == "segmentation":
             task = model.config["task"]
             labelmap, confidence = segment(model, image, opts.overlap)
-            files = [write_seg_nrrd(labelmap, out / f"{case}.seg.nrrd", task["classes"], task["colors"])]
+            files = [write_seg_nrrd(labelmap, out / f"{case}{SEGMENTATION_FILE_SUFFIX}", task["classes"],
+                                    task["colors"])]
             files += [write_labelmap(labelmap, out / f"{case}.{fmt}", n_classes=len(task["classes"]))
                       for fmt in opts.formats]
             if opts.overlay:
@@ -145,7 +146,8 @@ def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: lis
         else:
             landmarks = predict_landmarks(model, image, opts.min_confidence, opts.overlap)
             confidence = landmark_confidence(landmarks.names, landmarks.confidence)
-            files = [write_mrk_json(landmarks, out / f"{case}.mrk.json"), write_csv(landmarks, out / f"{case}.csv")]
+            files = [write_mrk_json(landmarks, out / f"{case}{LANDMARK_FILE_SUFFIX}"),
+                     write_csv(landmarks, out / f"{case}.csv")]
             if opts.overlay and dims == 2:
                 files.append(write_landmark_overlay_png(image, landmarks, out / f"{case}_overlay.png"))
             flagged = [n for n, f in zip(landmarks.names, landmarks.flags) if f]

@@ -8,9 +8,9 @@ from torch import nn
 from ..diffusion import DiffusionConfig, make_scheduler
 from ..nets import NetworkConfig, build_unet
 from .features import DecoderFeatures
+from ..vocabulary import PROBE_MODES  # noqa: F401  (re-exported)
 from .heads import ConvHead, PixelMLPEnsemble
 
-PROBE_MODES = ("probe", "mlp")
 DEFAULT_TIMESTEPS = (10, 30, 60)
 PIXELS_PER_IMAGE = 4096   # pixels per image and step that the MLP ensemble trains on
 

@@ -25,7 +25,7 @@ from ..atomic import write_atomic, write_json_atomic
 from ..errors import UserError
 from ..finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, annotation_files
 from ..imageio import list_images, read_image
-from ..project import case_name
+from ..vocabulary import case_name
 from ..training.progress import Reporter
 from . import select
 from .cache import FeatureCache, image_key, model_key, weights_sha256

@@ -28,9 +28,10 @@ from ..landmarks import Landmarks
 from ..predict.confidence import landmark_confidence
 from ..predict.engine import LoadedModel
 from ..predict.run import predict_landmarks, segment
+from ..vocabulary import ConfidenceMeasure
 
-SEGMENTATION_MEASURES = ("foreground", "image")
-LANDMARK_MEASURES = ("peak",)
+SEGMENTATION_MEASURES = (ConfidenceMeasure.FOREGROUND.value, ConfidenceMeasure.IMAGE.value)
+LANDMARK_MEASURES = (ConfidenceMeasure.PEAK.value,)
 # Defaults from the measurement in docs/CLI.md (synthesize): on held-out phantoms with added noise, foreground
 # confidence >= 0.9 kept labels of mean Dice 0.90 (rejected 0.44); every landmark >= 0.7 kept MRE 13 mm (rejected 53).
 DEFAULT_MIN_CONFIDENCE = {"segmentation": 0.9, "landmarks": 0.7}

@@ -25,7 +25,7 @@ from ..atomic import write_atomic, write_json_atomic
 from ..errors import UserError
 from ..imageio import list_images, read_image
 from ..predict.engine import load_task_model
-from ..project import case_name
+from ..vocabulary import case_name
 from ..finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, labeled_cases
 from ..finetune.run import FinetuneOptions, finetune
 from ..training.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_config

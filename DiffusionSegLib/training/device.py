@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserError
+from ..vocabulary import PRECISIONS
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-PROGRESS_MODES = ("bar", "json", "none")
+from ..vocabulary import PROGRESS_MODES
 
 
 def new_run_dir(runs: Path, stage: str) -> Path:

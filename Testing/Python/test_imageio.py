@@ -339,7 +339,7 @@ def test_normalisation_dict_round_trip_and_validation():
         Normalisation.from_dict({"method": "window", "low": 0})
     with pytest.raises(UserError, match="low < high"):
         Normalisation("window", 10, -10, "ct")
-    with pytest.raises(UserError, match="ct, xray, mri"):
+    with pytest.raises(UserError, match="xray, ct, mri"):
         normalisation_for("pet")
 
 

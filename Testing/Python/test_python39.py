@@ -33,6 +33,7 @@ MUST_IMPORT = (
     "DiffusionSegLib.errors",
     "DiffusionSegLib.modelconfig",
     "DiffusionSegLib.project",
+    "DiffusionSegLib.vocabulary",
     "DiffusionSegModuleLib.backend",
     "DiffusionSegModuleLib.dependencies",
     "DiffusionSegModuleLib.process",
