@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from DiffusionSegLib import modelconfig
+
 
 def link_subset(cases: list[str], src: Path, dst: Path, suffix: str) -> Path:
     """A folder of symbolic links to ``src/<case><suffix>`` (the data is never copied)."""
@@ -110,10 +112,10 @@ def pretraining_record(model_dir: Path | None) -> dict | None:
     if model_dir is None:
         return None
     model_dir = Path(model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    record = {"path": str(model_dir), "objective": config.get("objective"), "preset": config["network"].get("preset"),
-              "image_size": config["preprocessing"].get("image_size"), "training": config.get("training"),
-              "created_by": config.get("created_by")}
+    config = modelconfig.load(model_dir)
+    training = config.training.to_dict() if config.training else None
+    record = {"path": str(model_dir), "objective": config.objective, "preset": config.network.preset,
+              "image_size": config.preprocessing.image_size, "training": training, "created_by": config.created_by}
     runs = sorted((model_dir / "runs").glob("*/loss.csv"))
     if runs:
         rows = list(csv.DictReader(runs[-1].open()))
@@ -124,7 +126,7 @@ def pretraining_record(model_dir: Path | None) -> dict | None:
                           final_loss_mean_last50=float(np.mean([float(r["loss"]) for r in last])),
                           wall_seconds=round(float(rows[-1]["seconds"]), 1))
             steps, seconds = int(rows[-1]["step"]), float(rows[-1]["seconds"])
-            batch = (config.get("training") or {}).get("batch_size")
+            batch = (training or {}).get("batch_size")
             if batch and seconds > 0:
                 record["images_per_second"] = round(steps * batch / seconds, 2)
         events = runs[-1].parent / "events.jsonl"

@@ -29,6 +29,7 @@ from monai.networks.nets import BasicUNet
 from monai.transforms import (Compose, Rand2DElasticd, RandAdjustContrastd, RandAffined, RandGaussianNoised,
                               RandScaleIntensityd, RandShiftIntensityd)
 
+from DiffusionSegLib import modelconfig
 from DiffusionSegLib.data.sampler import StepBatchSampler
 from DiffusionSegLib.finetune.cases import SEGMENTATION_SUFFIXES, labeled_cases
 from DiffusionSegLib.finetune.tasks import SegmentationTask
@@ -124,7 +125,11 @@ def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, 
     t1 = time.monotonic()
     net.eval()
     device = torch.device("cpu")
-    model = LoadedModel(config={"kind": "segmentation", "task": task.describe(), "dims": 2}, network=net,
+    # What prediction reads of a model's config: its kind, dims and task (this U-Net is no diffusion U-Net).
+    config = modelconfig.ModelConfig(kind="segmentation", dims=2, network=None,
+                                     preprocessing=modelconfig.Preprocessing.from_dict(prep.to_dict()),
+                                     task=modelconfig.SegmentationTask(**task.describe()))
+    model = LoadedModel(config=config, network=net,
                         preprocessing=prep, device=device, precision=Precision.choose(device, "fp32"))
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

@@ -13,7 +13,7 @@ import torch
 from ..atomic import write_json_atomic
 from ..errors import UserError
 from ..imageio import Normalisation, case_id, list_images, read_image, write_image
-from ..training.checkpoint import load_config, load_weights
+from ..training.checkpoint import load_model_config, load_weights
 from ..training.device import choose_device
 from ..training.progress import Reporter
 from .model import BprNet, BprNetConfig
@@ -49,11 +49,11 @@ def load_bpr(model_dir: str | Path, device: str | torch.device = "cpu") -> BprMo
     Raises:
         UserError: not a model folder, not a BPR model, or damaged weights.
     """
-    config = load_config(model_dir)
-    if config.get("kind") != "bpr":
-        raise UserError(f"this is a '{config.get('kind')}' model, not a body-part regression model.",
+    config = load_model_config(model_dir)
+    if config.kind != "bpr":
+        raise UserError(f"this is a '{config.kind}' model, not a body-part regression model.",
                         path=model_dir, fix="pass a folder written by `diffusionseg bpr train`.")
-    net_cfg = BprNetConfig.from_dict(config["network"])
+    net_cfg = BprNetConfig.from_dict(config.network.to_dict())
     device = torch.device(device) if isinstance(device, str) else device
     net = BprNet(net_cfg)
     try:
@@ -62,9 +62,9 @@ def load_bpr(model_dir: str | Path, device: str | torch.device = "cpu") -> BprMo
         raise UserError("the weights do not match config.json.", path=model_dir,
                         fix="restore the model folder, or train it again.") from exc
     net.to(device).eval()
-    prep = config["preprocessing"]
-    low, high = config["score_range"]
-    return BprModel(net, Normalisation.from_dict(prep["normalisation"]), list(prep["slice_size"]),
+    prep = config.preprocessing
+    low, high = config.score_range
+    return BprModel(net, Normalisation.from_dict(prep.normalisation.to_dict()), list(prep.slice_size),
                     (float(low), float(high)), device)
 
 

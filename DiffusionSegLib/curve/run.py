@@ -92,7 +92,7 @@ def score_landmarks(model_dir: Path, test: list[Case], names: list[str], device:
 
 def curve(opts: CurveOptions) -> dict:
     """Fine-tune on subsets, score, fit, and write ``curve.json``, ``curve.csv``, ``curve.png`` into ``opts.out``."""
-    out = Path(opts.out)
+    out = Path(opts.out).absolute()  # the events name absolute paths
     metric = _metric(opts)
     suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
     cases = labeled_cases(opts.images, opts.annotations, suffixes)

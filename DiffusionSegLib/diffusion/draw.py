@@ -15,7 +15,7 @@ from ..data.coordinates import position_map
 from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..nets import NetworkConfig, build_unet
-from ..training.checkpoint import load_config, load_weights
+from ..training.checkpoint import load_model_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.progress import Reporter
 from .ddpm import DiffusionConfig
@@ -47,16 +47,16 @@ def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int 
     (its patch size and, where known, spacing). For 3D, ``samples.png`` shows the
     middle slice of each volume.
     """
-    config = load_config(model_dir)
-    if config.get("kind") != "pretrained" or config.get("objective", "ddpm") != "ddpm":
-        raise UserError(f"this is a {config.get('kind')} model; only a pretrained (denoising) model can draw images.",
+    config = load_model_config(model_dir)
+    if config.kind != "pretrained" or config.pretrain_objective != "ddpm":
+        raise UserError(f"this is a {config.kind} model; only a pretrained (denoising) model can draw images.",
                         path=model_dir, fix="pass the folder that `diffusionseg pretrain` wrote.")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError("the output folder exists and is not empty.", path=out_dir, fix="choose a new --out.")
-    net_cfg = NetworkConfig.from_dict(config["network"])
-    prep = Preprocessing.from_dict(config["preprocessing"])
-    diffusion = DiffusionConfig.from_dict(config["diffusion"])
+    net_cfg = NetworkConfig.from_dict(config.network.to_dict())
+    prep = Preprocessing.from_dict(config.preprocessing.to_dict())
+    diffusion = DiffusionConfig.from_dict(config.diffusion.to_dict())
     dev = choose_device(device)
     prec = Precision.choose(dev, precision)
     model = build_unet(net_cfg)

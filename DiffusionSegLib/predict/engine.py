@@ -15,15 +15,14 @@ from ..errors import UserError
 from ..finetune.network import FixedTimestepUNet
 from ..nets import NetworkConfig, build_unet
 from ..probe import build_probe_network
-from ..training.checkpoint import fit_weights, load_config, load_weights
+from ..modelconfig import TASK_KINDS, ModelConfig
+from ..training.checkpoint import fit_weights, load_model_config, load_weights
 from ..training.device import Precision, choose_device
-
-TASK_KINDS = ("segmentation", "landmarks")
 
 
 @dataclass
 class LoadedModel:
-    config: dict
+    config: ModelConfig
     network: torch.nn.Module   # FixedTimestepUNet, or a ProbeNetwork: (N, C_in, *S) -> (N, C, *S)
     preprocessing: Preprocessing
     device: torch.device
@@ -31,23 +30,23 @@ class LoadedModel:
 
     @property
     def kind(self) -> str:
-        return self.config["kind"]
+        return self.config.kind
 
 
 def load_task_model(model_dir: Path, device: str = "auto", precision: str = "auto") -> LoadedModel:
     """A fine-tuned model ready for inference (weights from safetensors, never pickle)."""
-    config = load_config(model_dir)
-    if config.get("kind") not in TASK_KINDS:
-        raise UserError(f"this is a {config.get('kind')} model, which cannot predict.", path=model_dir,
+    config = load_model_config(model_dir)
+    if config.kind not in TASK_KINDS:
+        raise UserError(f"this is a {config.kind} model, which cannot predict.", path=model_dir,
                         fix="fine-tune it first (`diffusionseg finetune`) and predict with the fine-tuned folder.")
     try:
-        network = NetworkConfig.from_dict(config["network"])
-        if config.get("mode", "full") == "full":
-            net = FixedTimestepUNet(build_unet(network), config["timestep"])
+        network = NetworkConfig.from_dict(config.network.to_dict())
+        if config.head == "full":
+            net = FixedTimestepUNet(build_unet(network), config.timestep)
         else:  # probing: the frozen backbone plus its head, rebuilt from plain data
-            probe = config["probe"]
+            probe = config.probe.to_dict()
             net = build_probe_network(network, probe["diffusion"], probe["out_channels"], probe)
-        preprocessing = Preprocessing.from_dict(config["preprocessing"])
+        preprocessing = Preprocessing.from_dict(config.preprocessing.to_dict())
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"config.json does not describe a network this version can build ({type(exc).__name__}: "
                         f"{exc}).", path=Path(model_dir) / "config.json",

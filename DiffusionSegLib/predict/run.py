@@ -58,7 +58,7 @@ def segment(model: LoadedModel, image: sitk.Image, overlap: float = 0.5) -> tupl
     grid = prep.resample(image)
     logits = network_output(model, prep.network_input(grid), overlap)
     probabilities = torch.from_numpy(logits).float().softmax(0).numpy()  # (C + 1, *S)
-    confidence = segmentation_confidence(probabilities, list(model.config["task"]["classes"]))
+    confidence = segmentation_confidence(probabilities, list(model.config.task.classes))
     back = resample_like(on_grid(probabilities, grid), image, "linear")
     labels = sitk.GetArrayFromImage(back).argmax(-1).astype(np.uint8)
     labelmap = sitk.GetImageFromArray(labels)
@@ -74,16 +74,16 @@ def predict_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: flo
     ``decode_heatmaps``); points below ``min_confidence`` are flagged, never dropped.
     """
     prep = model.preprocessing
-    task = model.config["task"]
+    task = model.config.task
     grid = prep.resample(image)
     logits = torch.from_numpy(network_output(model, prep.network_input(grid), overlap))[None]
-    sigma_px = sigma_mm_to_px(task["sigma_mm"], grid.GetSpacing())
+    sigma_px = sigma_mm_to_px(task.sigma_mm, grid.GetSpacing())
     radius = [max(1, math.ceil(2.5 * s)) for s in sigma_px]
     coords, confidence = decode_heatmaps(logits, radius=radius)
     points = index_to_physical(grid, coords[0].numpy().astype(np.float64))
     conf = confidence[0].numpy().astype(np.float64)
     flags = [LOW_CONFIDENCE if c < min_confidence else "" for c in conf]
-    return Landmarks(names=list(task["landmarks"]), points=points, confidence=conf, flags=flags)
+    return Landmarks(names=list(task.landmarks), points=points, confidence=conf, flags=flags)
 
 
 def predict(opts: PredictOptions) -> dict:
@@ -106,7 +106,7 @@ def _predict(opts: PredictOptions, out: Path) -> dict:
     model = load_task_model(opts.model, opts.device, opts.precision)
     paths = list_images(opts.images)
     reporter = Reporter("predict", opts.progress)
-    verify_images(paths, model.config["dims"], log=reporter.log)
+    verify_images(paths, model.config.dims, log=reporter.log)
     suffix = SEGMENTATION_FILE_SUFFIX if model.kind == "segmentation" else LANDMARK_FILE_SUFFIX
     clashes = [p for p in paths if (out / f"{case_name(p)}{suffix}").exists()]
     if clashes:
@@ -127,7 +127,7 @@ def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: lis
     reporter.start(len(paths), out=str(out), model=str(opts.model))
     written: list[str] = []
     confidences: dict[str, dict] = {}
-    dims = model.config["dims"]
+    dims = model.config.dims
     for i, path in enumerate(paths):
         image = read_image(path)
         if image.GetDimension() != dims:
@@ -135,14 +135,14 @@ def _predict_all(opts: PredictOptions, out: Path, model: LoadedModel, paths: lis
                             fix=f"predict {dims}D images with this model.")
         case = case_name(path)
         if model.kind == "segmentation":
-            task = model.config["task"]
+            task = model.config.task
             labelmap, confidence = segment(model, image, opts.overlap)
-            files = [write_seg_nrrd(labelmap, out / f"{case}{SEGMENTATION_FILE_SUFFIX}", task["classes"],
-                                    task["colors"])]
-            files += [write_labelmap(labelmap, out / f"{case}.{fmt}", n_classes=len(task["classes"]))
+            files = [write_seg_nrrd(labelmap, out / f"{case}{SEGMENTATION_FILE_SUFFIX}", task.classes,
+                                    task.colors)]
+            files += [write_labelmap(labelmap, out / f"{case}.{fmt}", n_classes=len(task.classes))
                       for fmt in opts.formats]
             if opts.overlay:
-                files.append(write_overlay_png(image, labelmap, task["colors"], out / f"{case}_overlay.png"))
+                files.append(write_overlay_png(image, labelmap, task.colors, out / f"{case}_overlay.png"))
         else:
             landmarks = predict_landmarks(model, image, opts.min_confidence, opts.overlap)
             confidence = landmark_confidence(landmarks.names, landmarks.confidence)

@@ -33,8 +33,9 @@ from ..diffusion import DiffusionConfig, make_scheduler
 from ..errors import UserError
 from ..imageio import resample_to_size
 from ..nets import NetworkConfig, build_unet
-from ..predict.engine import TASK_KINDS, LoadedModel, load_task_model
-from ..training.checkpoint import WEIGHTS_NAME, fit_weights, load_config, load_weights
+from ..modelconfig import TASK_KINDS, ModelConfig
+from ..predict.engine import LoadedModel, load_task_model
+from ..training.checkpoint import WEIGHTS_NAME, fit_weights, load_model_config, load_weights
 from ..training.device import Precision, choose_device
 from .uncertainty import TTA_SETTINGS, measure_uncertainty
 
@@ -76,7 +77,7 @@ class Extractor:
     """A model ready to describe images: ``describe(image) -> (features (F,), widths, info)``."""
 
     model_dir: Path
-    config: dict
+    config: ModelConfig
     preprocessing: Preprocessing
     pooled: PooledBlocks
     device: torch.device
@@ -90,7 +91,7 @@ class Extractor:
 
     @property
     def kind(self) -> str:
-        return self.config["kind"]
+        return self.config.kind
 
     @property
     def weights(self) -> Path:
@@ -127,8 +128,8 @@ class Extractor:
 def load_extractor(model_dir: Path, device: str = "auto", precision: str = "auto") -> Extractor:
     """The feature extractor of a pretrained, segmentation or landmark model folder."""
     model_dir = Path(model_dir)
-    config = load_config(model_dir)
-    kind = config.get("kind")
+    config = load_model_config(model_dir)
+    kind = config.kind
     if kind in TASK_KINDS:
         task = load_task_model(model_dir, device, precision)
         net = task.network
@@ -140,10 +141,10 @@ def load_extractor(model_dir: Path, device: str = "auto", precision: str = "auto
         raise UserError(f"this is a {kind} model; suggest needs a pretrained, segmentation or landmark model.",
                         path=model_dir, fix="pass the folder that `diffusionseg pretrain` or `finetune` wrote.")
     try:
-        unet = build_unet(NetworkConfig.from_dict(config["network"]))
-        prep = Preprocessing.from_dict(config["preprocessing"])
-        objective = config.get("objective", "ddpm")
-        alphas = make_scheduler(DiffusionConfig.from_dict(config["diffusion"])).alphas_cumprod \
+        unet = build_unet(NetworkConfig.from_dict(config.network.to_dict()))
+        prep = Preprocessing.from_dict(config.preprocessing.to_dict())
+        objective = config.pretrain_objective
+        alphas = make_scheduler(DiffusionConfig.from_dict(config.diffusion.to_dict())).alphas_cumprod \
             if objective == "ddpm" else None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"config.json does not describe a network this version can build ({type(exc).__name__}: "

@@ -86,4 +86,4 @@ def measure_uncertainty(model: LoadedModel, image: sitk.Image, identity: np.ndar
     outputs = tta_outputs(model, prep.network_input(grid), identity)
     if model.kind == "segmentation":
         return segmentation_uncertainty(outputs)
-    return landmark_uncertainty(outputs, sigma_mm_to_px(model.config["task"]["sigma_mm"], grid.GetSpacing()))
+    return landmark_uncertainty(outputs, sigma_mm_to_px(model.config.task.sigma_mm, grid.GetSpacing()))

@@ -34,8 +34,8 @@ def write_label(model: LoadedModel, labeled: Labeled, folder: Path, case: str) -
     labels = folder / "labels"
     labels.mkdir(parents=True, exist_ok=True)
     if model.kind == "segmentation":
-        task = model.config["task"]
-        return write_seg_nrrd(labeled.label, labels / f"{case}.seg.nrrd", task["classes"], task["colors"])
+        task = model.config.task
+        return write_seg_nrrd(labeled.label, labels / f"{case}.seg.nrrd", task.classes, task.colors)
     return write_mrk_json(labeled.label, labels / f"{case}.mrk.json")
 
 

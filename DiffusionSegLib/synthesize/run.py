@@ -30,7 +30,7 @@ from ..errors import UserError
 from ..imageio import Normalisation
 from ..nets import NetworkConfig, build_unet
 from ..predict.engine import LoadedModel, load_task_model
-from ..training.checkpoint import load_config, load_weights
+from ..training.checkpoint import load_model_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.progress import Reporter
 from .cases import case_folder, confidence_summary, write_label, write_new_image, write_report
@@ -59,18 +59,18 @@ class SynthesizeOptions:
 
 def load_denoiser(model_dir: Path, device: torch.device):
     """(U-Net, network config, preprocessing, diffusion config) of a DDPM-pretrained model."""
-    config = load_config(model_dir)
-    if config.get("kind") != "pretrained" or config.get("objective", "ddpm") != "ddpm":
-        raise UserError(f"this is a {config.get('kind')} model; only a DDPM-pretrained model can draw images.",
+    config = load_model_config(model_dir)
+    if config.kind != "pretrained" or config.pretrain_objective != "ddpm":
+        raise UserError(f"this is a {config.kind} model; only a DDPM-pretrained model can draw images.",
                         path=model_dir, fix="pass the folder that `diffusionseg pretrain` wrote as --pretrained.")
-    prep = Preprocessing.from_dict(config["preprocessing"])
+    prep = Preprocessing.from_dict(config.preprocessing.to_dict())
     if prep.coordinates not in (None, "position"):
         raise UserError(f"sampling is offered for position coordinates only, this model uses '{prep.coordinates}'.",
                         path=model_dir, fix="synthesize from a model pretrained without --coordinates, or with "
                                             "--coordinates position.")
-    net = build_unet(NetworkConfig.from_dict(config["network"]))
+    net = build_unet(NetworkConfig.from_dict(config.network.to_dict()))
     net.load_state_dict(load_weights(model_dir))
-    return net.to(device).eval(), prep, DiffusionConfig.from_dict(config["diffusion"])
+    return net.to(device).eval(), prep, DiffusionConfig.from_dict(config.diffusion.to_dict())
 
 
 def check_pair(prep: Preprocessing, task: LoadedModel, pretrained: Path, model: Path) -> None:
@@ -89,11 +89,11 @@ def sample_spacing(prep: Preprocessing, task: LoadedModel) -> list[float]:
     sets the landmark heatmaps' width in pixels), else 1 mm."""
     if prep.spacing is not None:
         return [float(s) for s in prep.spacing]
-    spacing = task.config.get("training", {}).get("grid_spacing")
+    spacing = task.config.training.grid_spacing if task.config.training else None
     if spacing and len(spacing) == prep.dims:
         return [float(s) for s in spacing]
     if task.kind == "landmarks":  # models fine-tuned before grid_spacing was recorded: default sigma = 1.5 px
-        return [task.config["task"]["sigma_mm"] / 1.5] * prep.dims
+        return [task.config.task.sigma_mm / 1.5] * prep.dims
     return [1.0] * prep.dims
 
 

@@ -1,7 +1,7 @@
 """Model folders and training state in safetensors + JSON: loading a model never runs code.
 
 A model folder holds
-- ``config.json``: ``{"format": "diffusionseg-model", "version": 1, "kind": ..., ...}``;
+- ``config.json``: the model's configuration; its format is :mod:`DiffusionSegLib.modelconfig`;
 - ``model.safetensors``: the weights used for sampling, fine-tuning and prediction (EMA);
 - ``training_state.safetensors``: what ``--resume`` needs: raw weights, EMA, optimiser
   and gradient-scaler tensors, with the step, optimiser hyper-parameters and random
@@ -21,12 +21,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from .. import modelconfig
 from ..errors import UserError
-from ..atomic import write_atomic, write_json_atomic
+from ..atomic import write_atomic
+from ..modelconfig import CONFIG_NAME, MODEL_FORMAT, ModelConfig
 
-MODEL_FORMAT = "diffusionseg-model"
-MODEL_VERSION = 1
-CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 STATE_NAME = "training_state.safetensors"
 
@@ -64,15 +63,6 @@ def _save_tensors(tensors: dict[str, torch.Tensor], tmp: Path, metadata: dict, t
         raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(target)) from exc
 
 
-#: What a model folder's config.json must hold, by kind (beyond format and version).
-REQUIRED_KEYS = {
-    "pretrained": ("dims", "network", "preprocessing"),
-    "segmentation": ("dims", "network", "preprocessing", "task"),
-    "landmarks": ("dims", "network", "preprocessing", "task"),
-    "bpr": (),
-}
-
-
 def fit_weights(module: torch.nn.Module, weights: dict[str, torch.Tensor], model_dir: str | Path,
                 strict: bool = True) -> None:
     """Load ``weights`` into ``module``, or say which tensor does not fit the network config.json describes.
@@ -101,54 +91,35 @@ def _contiguous_cpu(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
 
 
-def save_model(model_dir: str | Path, config: dict, weights: dict[str, torch.Tensor]) -> None:
+def save_model(model_dir: str | Path, config: ModelConfig | dict, weights: dict[str, torch.Tensor]) -> None:
     """Write ``model.safetensors`` then ``config.json``, each atomically.
 
-    The config goes last: a folder with a config always has complete weights.
+    ``config`` is a :class:`ModelConfig` or its plain form (without format and version); it is
+    validated before anything is written. The config goes last: a folder with a config always
+    has complete weights.
     """
     model_dir = Path(model_dir)
-    config = {"format": MODEL_FORMAT, "version": MODEL_VERSION, **config}
+    if isinstance(config, dict):
+        config = modelconfig.from_dict({"format": MODEL_FORMAT, "version": modelconfig.MODEL_VERSION, **config},
+                                       model_dir / CONFIG_NAME)
     write_atomic(model_dir / WEIGHTS_NAME,
                  lambda tmp: _save_tensors(weights, tmp, {"format": MODEL_FORMAT}, model_dir / WEIGHTS_NAME))
-    write_json_atomic(model_dir / CONFIG_NAME, config)
+    modelconfig.save(config, model_dir)
 
 
-def load_config(model_dir: str | Path) -> dict:
-    """The config of a DiffusionSeg model folder, validated."""
+def load_model_config(model_dir: str | Path) -> ModelConfig:
+    """The typed, validated config of a DiffusionSeg model folder (a pickle file passed instead is refused)."""
     model_dir = Path(model_dir)
     if model_dir.is_file():
         _refuse_pickle(model_dir)
         raise UserError("a model is a folder (config.json + model.safetensors), not a single file.", path=model_dir,
                         fix="pass the folder that pretrain or finetune wrote.")
-    path = model_dir / CONFIG_NAME
-    if not path.is_file():
-        raise UserError("not a DiffusionSeg model folder (no config.json).", path=model_dir,
-                        fix="pass the folder that `diffusionseg pretrain` or `finetune` wrote.")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"config.json is not valid JSON ({exc}).", path=path,
-                        fix="restore the model folder from its original copy.") from exc
-    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
-        raise UserError("config.json is not a DiffusionSeg model configuration.", path=path,
-                        fix="pass a folder written by DiffusionSeg.")
-    version = config.get("version", 0)
-    if not isinstance(version, int):
-        raise UserError(f"config.json has a version {version!r} that is not a whole number.", path=path,
-                        fix="restore the model folder from its original copy.")
-    if version > MODEL_VERSION:
-        raise UserError(f"model version {config['version']} is newer than this DiffusionSeg understands.",
-                        path=path, fix="update DiffusionSeg.")
-    kind = config.get("kind")
-    if kind not in REQUIRED_KEYS:
-        raise UserError(f"config.json names an unknown model kind {kind!r} (known: {', '.join(REQUIRED_KEYS)}).",
-                        path=path, fix="restore the model folder from its original copy.")
-    missing = [key for key in REQUIRED_KEYS[kind] if not isinstance(config.get(key), (dict, int))
-               or isinstance(config.get(key), bool)]
-    if missing:
-        raise UserError(f"config.json lacks {', '.join(missing)} (or holds the wrong type there).", path=path,
-                        fix="restore the model folder from its original copy.")
-    return config
+    return modelconfig.load(model_dir)
+
+
+def load_config(model_dir: str | Path) -> dict:
+    """The config of a DiffusionSeg model folder, validated, as plain data (see :func:`load_model_config`)."""
+    return load_model_config(model_dir).to_dict()
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from contextlib import ExitStack
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from ..atomic import remove_partials
 from ..errors import UserError
 from ..runlock import RunLock, project_of
+from .. import modelconfig
 from .checkpoint import CONFIG_NAME, STATE_NAME, WEIGHTS_NAME
 from .distributed import DistContext
 from .progress import Reporter
@@ -106,7 +106,7 @@ def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> tuple[bool, 
 def _unfinished(out: Path) -> bool:
     """True when ``out/config.json`` records a training that stopped before its last step."""
     try:
-        training = json.loads((out / CONFIG_NAME).read_text()).get("training", {})
-        return int(training["step"]) < int(training["iterations"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        training = modelconfig.load(out).training
+    except UserError:
         return False
+    return training is not None and training.step is not None and training.step < training.iterations

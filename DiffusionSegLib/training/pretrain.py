@@ -20,7 +20,7 @@ from ..errors import UserError
 from ..imageio import check_same_dims, list_images, normalisation_for, read_image
 from ..imageio.verify import verify_images
 from ..nets import NetworkConfig, build_unet, check_fits, network_config
-from .checkpoint import STATE_NAME, load_config
+from .checkpoint import STATE_NAME, load_model_config
 from .device import Precision, choose_device
 from .distributed import init_distributed, local_rank_from_env
 from .guard import RunGuard, prepare_out_dir
@@ -129,21 +129,21 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         # A run interrupted before its first checkpoint starts again (see prepare_out_dir).
         opts.resume = opts.resume and (opts.out / STATE_NAME).is_file()
         if opts.resume:
-            previous = load_config(opts.out)
-            net_cfg = NetworkConfig.from_dict(previous["network"])
-            diffusion = DiffusionConfig.from_dict(previous["diffusion"])
-            prep = Preprocessing.from_dict(previous["preprocessing"])
+            previous = load_model_config(opts.out)
+            net_cfg = NetworkConfig.from_dict(previous.network.to_dict())
+            diffusion = DiffusionConfig.from_dict(previous.diffusion.to_dict())
+            prep = Preprocessing.from_dict(previous.preprocessing.to_dict())
             # Resuming means repeating the interrupted run: its data settings win over today's flags.
-            before = previous["training"]
-            opts.batch_size, opts.learning_rate = before["batch_size"], before["learning_rate"]
-            opts.seed, opts.augment = before["seed"], before["augment"]
+            before = previous.training
+            opts.batch_size, opts.learning_rate = before.batch_size, before.learning_rate
+            opts.seed, opts.augment = before.seed, before.augment
         else:
             net_cfg = network_config(opts.preset, dims)
             diffusion = DiffusionConfig(num_train_timesteps=opts.timesteps, schedule=opts.schedule)
             prep = choose_preprocessing(opts, dims, paths[0], net_cfg)
             net_cfg.in_channels = prep.input_channels  # the image plus any coordinate channels
         diffusion.validate()
-        objective = previous.get("objective", "ddpm") if opts.resume else opts.objective
+        objective = previous.pretrain_objective if opts.resume else opts.objective
         if objective not in OBJECTIVES:
             raise UserError(f"unknown objective '{objective}'.",
                             fix=f"use --objective with one of {', '.join(OBJECTIVES)}.")

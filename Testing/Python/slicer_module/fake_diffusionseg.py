@@ -46,12 +46,18 @@ def emit(**event):
 def write_model(out, kind, args):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config = {"format": "diffusionseg-model", "kind": kind, "dims": args.dims}
+    # A config.json of the real format (one of the kept examples), with this run's dims and names.
+    from DiffusionSegLib import modelconfig
+
+    example = {"pretrained": "pretrained_ddpm", "segmentation": "segmentation_full", "landmarks": "landmarks_full"}[kind]
+    data = Path(__file__).resolve().parents[2] / "Data" / "model_configs" / f"{example}.json"
+    config = modelconfig.from_dict(json.loads(data.read_text()))
+    config.dims = config.preprocessing.dims = config.network.spatial_dims = args.dims
     if kind == "segmentation":
-        config["classes"] = args.classes.split(",") if args.classes else []
+        config.task.classes = args.classes.split(",") if args.classes else []
     if kind == "landmarks":
-        config["landmark_names"] = args.landmark_names
-    (out / "config.json").write_text(json.dumps(config))
+        config.task.landmarks = args.landmark_names
+    modelconfig.save(config, out)
     (out / "model.safetensors").write_bytes(b"fake")
 
 
@@ -80,7 +86,7 @@ def predict(args):
             from DiffusionSegLib.landmarks import Landmarks, write_mrk_json
 
             centre = image.TransformContinuousIndexToPhysicalPoint([(s - 1) / 2 for s in image.GetSize()])
-            names = config["landmark_names"]
+            names = config["task"]["landmarks"]
             points = np.array([list(centre) + [0.0] * (3 - len(centre))] * len(names))
             target = write_mrk_json(Landmarks(names, points), out / f"{case}.mrk.json")
             (out / f"{case}.csv").write_text("name,x,y,z\n")
