@@ -6,7 +6,6 @@ making run and model folders. Nothing here overwrites an existing file.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,8 +14,6 @@ from pathlib import Path
 from typing import Iterable
 
 from .backend import vocabulary
-
-MODEL_FORMAT = "diffusionseg-model"
 
 
 def safe_case_name(name: str) -> str:
@@ -59,15 +56,18 @@ def import_image_files(project, files: Iterable[str | Path]) -> list[str]:
 
 
 def read_model_config(model_dir: str | Path) -> dict | None:
-    """A model folder's config.json, or None if it is not a DiffusionSeg model folder."""
-    path = Path(model_dir) / "config.json"
+    """A model folder's config.json, validated by DiffusionSegLib.modelconfig (the one definition of
+    the format), as plain data; None if it is not a DiffusionSeg model folder or its config is invalid."""
+    from .backend import ensure_importable
+
+    ensure_importable()
+    from DiffusionSegLib import modelconfig
+    from DiffusionSegLib.errors import UserError
+
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return modelconfig.load(model_dir).to_dict()
+    except UserError:
         return None
-    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
-        return None
-    return config
 
 
 def is_model(model_dir: str | Path | None, kinds: Iterable[str] = ("pretrained", "segmentation", "landmarks")) -> bool:

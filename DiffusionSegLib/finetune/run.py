@@ -22,7 +22,7 @@ from ..nets import NetworkConfig, build_unet, check_fits, network_config
 from ..probe import build_probe_network
 from ..probe.network import DEFAULT_TIMESTEPS
 from ..project import DEFAULT_COLORS
-from ..training.checkpoint import STATE_NAME, fit_weights, load_config, load_weights
+from ..training.checkpoint import STATE_NAME, fit_weights, load_model_config, load_weights
 from ..training.device import Precision, choose_device
 from ..training.distributed import init_distributed, local_rank_from_env
 from ..training.guard import RunGuard, prepare_out_dir
@@ -117,21 +117,21 @@ def _base_model(opts: FinetuneOptions, dims: int, first_image: Path
     one, they follow the same rules as pretraining (``first_image`` guides the modality).
     """
     if opts.pretrained is not None:
-        config = load_config(opts.pretrained)
-        if config.get("kind") != "pretrained":
-            raise UserError(f"--pretrained must be a pretrained model, this one is a {config.get('kind')} model.",
+        config = load_model_config(opts.pretrained)
+        if config.kind != "pretrained":
+            raise UserError(f"--pretrained must be a pretrained model, this one is a {config.kind} model.",
                             path=opts.pretrained, fix="pass the folder that `diffusionseg pretrain` wrote.")
-        if config["dims"] != dims:
-            raise UserError(f"the pretrained model is {config['dims']}D but the images are {dims}D.",
+        if config.dims != dims:
+            raise UserError(f"the pretrained model is {config.dims}D but the images are {dims}D.",
                             path=opts.pretrained, fix=f"pretrain a {dims}D model on images like these.")
-        prep = Preprocessing.from_dict(config["preprocessing"])
+        prep = Preprocessing.from_dict(config.preprocessing.to_dict())
         if opts.patch_size is not None:
             if len(opts.patch_size) != dims or prep.image_size is not None:
                 raise UserError(f"--patch-size {list(opts.patch_size)} does not apply to this model: it takes "
                                 f"{'whole resized images' if prep.image_size else f'{dims} numbers'}.",
                                 path=opts.pretrained, fix="drop --patch-size (the pretrained model's patch is used).")
             prep.patch_size = list(opts.patch_size)
-        network = NetworkConfig.from_dict(config["network"])
+        network = NetworkConfig.from_dict(config.network.to_dict())
         weights = load_weights(opts.pretrained)
         fit_weights(build_unet(network), weights, opts.pretrained)  # a clear error if they do not fit
         return network, prep, weights
@@ -150,19 +150,19 @@ def _base_model(opts: FinetuneOptions, dims: int, first_image: Path
 def _probe_network(opts: FinetuneOptions, backbone: NetworkConfig, out_channels: int,
                    pretrained: dict[str, torch.Tensor]):
     """(probing network with the pretrained backbone loaded, its plain-data description)."""
-    config = load_config(opts.pretrained)
-    if config.get("objective", "ddpm") != "ddpm" or "diffusion" not in config:
+    config = load_model_config(opts.pretrained)
+    if config.pretrain_objective != "ddpm" or config.diffusion is None:
         raise UserError("probing adds diffusion noise at chosen timesteps, so it needs a DDPM-pretrained model; "
-                        f"this one was pretrained with the '{config.get('objective')}' objective.",
+                        f"this one was pretrained with the '{config.objective}' objective.",
                         path=opts.pretrained, fix="pass a model from `diffusionseg pretrain` (default objective), "
                                                   "or use --mode full.")
-    steps = config["diffusion"]["num_train_timesteps"]
+    steps = config.diffusion.num_train_timesteps
     timesteps = list(opts.probe_timesteps or DEFAULT_TIMESTEPS)
     if not timesteps or any(t < 0 or t >= steps for t in timesteps):
         raise UserError(f"probe timesteps {timesteps} must lie in 0..{steps - 1} (the model's diffusion steps).",
                         fix="pass --probe-timesteps with values in that range, e.g. 10 30 60.")
     probe = {"mode": opts.mode, "timesteps": timesteps, "noise_seed": opts.noise_seed, "blocks": None,
-             "members": opts.mlp_members, "hidden": opts.probe_hidden, "diffusion": config["diffusion"],
+             "members": opts.mlp_members, "hidden": opts.probe_hidden, "diffusion": config.diffusion.to_dict(),
              "out_channels": out_channels}
     model = build_probe_network(backbone, probe["diffusion"], out_channels, probe)
     model.features.unet.load_state_dict(pretrained)
@@ -172,16 +172,16 @@ def _probe_network(opts: FinetuneOptions, backbone: NetworkConfig, out_channels:
 def _resume_settings(opts: FinetuneOptions, kind: str, cases: list[str]) -> None:
     """Resuming repeats the interrupted run: its training settings win over today's flags
     (as pretrain --resume); only --iterations may grow. Another task, mode or case list is refused."""
-    before = load_config(opts.out)
-    training = before.get("training", {})
-    changed = [what for what, now, then in (("task", kind, before.get("kind")), ("mode", opts.mode, before.get("mode")),
-                                            ("annotated cases", cases, training.get("cases"))) if now != then]
+    before = load_model_config(opts.out)
+    training = before.training
+    changed = [what for what, now, then in (("task", kind, before.kind), ("mode", opts.mode, before.mode),
+                                            ("annotated cases", cases, training and training.cases)) if now != then]
     if changed:
         raise UserError(f"the interrupted run had another {', '.join(changed)}; resuming would mix two trainings.",
                         path=opts.out, fix="resume with the same --task, --mode and annotations, or start a new "
                                            "run in a new --out.")
-    opts.batch_size, opts.learning_rate = training["batch_size"], training["learning_rate"]
-    opts.weight_decay, opts.seed, opts.augment = training["weight_decay"], training["seed"], training["augment"]
+    opts.batch_size, opts.learning_rate = training.batch_size, training.learning_rate
+    opts.weight_decay, opts.seed, opts.augment = training.weight_decay, training.seed, training.augment
 
 
 def finetune(opts: FinetuneOptions) -> dict:

@@ -119,7 +119,7 @@ def pool_features(extractor, cache: FeatureCache, paths: list[Path], on_image=No
     """Every image's cache entry ``{"features": (F,), "info": {"widths": [...], uncertainty...}}`` (computed
     and stored when missing), and how many were computed."""
     rows, computed = [], 0
-    dims = extractor.config["dims"]
+    dims = extractor.config.dims
     for i, path in enumerate(paths):
         key = image_key(path)
         entry = cache.get(key)

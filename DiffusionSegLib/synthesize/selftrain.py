@@ -28,7 +28,8 @@ from ..predict.engine import load_task_model
 from ..vocabulary import case_name
 from ..finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, labeled_cases
 from ..finetune.run import FinetuneOptions, finetune
-from ..training.checkpoint import CONFIG_NAME, WEIGHTS_NAME, load_config
+from .. import modelconfig
+from ..training.checkpoint import WEIGHTS_NAME, load_model_config
 from ..training.progress import Reporter, new_run_dir
 from .cases import case_folder, confidence_summary, link_image, write_label, write_report
 from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
@@ -74,9 +75,9 @@ def pseudo_label(model_dir: Path, images: list[Path], folder: Path, *, measure: 
 def _install_model(source: Path, out: Path, selftrain: dict) -> None:
     """Copy the last round's model into ``out`` (weights first, config last) with its selftrain record."""
     write_atomic(out / WEIGHTS_NAME, lambda tmp: shutil.copyfile(source / WEIGHTS_NAME, tmp))
-    config = load_config(source)
-    config["selftrain"] = selftrain
-    write_json_atomic(out / CONFIG_NAME, config)
+    config = load_model_config(source)
+    config.selftrain = modelconfig.Selftrain(**selftrain)
+    modelconfig.save(config, out)
 
 
 def selftrain(opts: SelftrainOptions) -> dict:
