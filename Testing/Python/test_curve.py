@@ -94,6 +94,18 @@ def test_report_gives_three_predictions_with_bands_and_a_sentence(sizes):
     assert Image.open(io.BytesIO(png)).size == (600, 350)
 
 
+def test_plot_without_matplotlib_falls_back_to_the_numpy_renderer(tmp_path, monkeypatch):
+    """In 3D Slicer (no matplotlib) curve.png is still written, by the numpy renderer."""
+    import sys
+
+    from DiffusionSegLib.curve.plot import write_plot
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if not installed
+    result = summarize(_rows(3), 4, "dice", seed=0)
+    write_plot(tmp_path / "curve.png", picture(result, 4))
+    assert Image.open(tmp_path / "curve.png").size == (600, 350)
+
+
 # ----------------------------------------------------------------------------- the command
 
 
