@@ -34,7 +34,7 @@ from DiffusionSegModuleLib.corelogic import CoreLogic, RunRecord, latestCurve
 from DiffusionSegModuleLib.nodeio import MRMLContext
 
 backend.ensure_importable()
-from DiffusionSegLib.project import MODALITIES, TASKS  # noqa: E402  (the project's vocabulary, stated once)
+from DiffusionSegLib.vocabulary import FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality  # noqa: E402  (stated once)
 
 #
 # DiffusionSeg
@@ -79,14 +79,14 @@ class DiffusionSegParameterNode:
     task: Annotated[str, Choice(list(TASKS))] = TASKS[0]
     imageKind: Annotated[str, Choice(["3D", "2D"])] = "3D"
     names: str = ""
-    modality: Annotated[str, Choice(list(MODALITIES))] = "other"
+    modality: Annotated[str, Choice(list(MODALITIES))] = Modality.OTHER.value
     inputVolume: vtkMRMLScalarVolumeNode
     pretrainIterations: Annotated[int, WithinRange(1, 10_000_000)] = 2000
     pretrainedModel: Path
     # Optional: the wrapper writes None before anything is annotated; a Union without None cannot hold it.
     annotationNode: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]] = None
     finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = 300  # the backend's default (finetune_cmd.py)
-    finetuneMode: Annotated[str, Choice(["full", "probe", "mlp"])] = "full"
+    finetuneMode: Annotated[str, Choice(list(FINETUNE_MODES))] = FinetuneMode.FULL.value
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     suggestCount: Annotated[int, WithinRange(1, 1000)] = 5
