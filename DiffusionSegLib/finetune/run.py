@@ -35,6 +35,7 @@ from .extra import MixedBatchSampler, check_weight, extra_cases
 from .network import task_network
 from .tasks import LandmarkTask, SegmentationTask
 
+
 @dataclass
 class FinetuneOptions:
     """Options of ``diffusionseg finetune``; sizes in (x, y[, z]) order."""
@@ -263,9 +264,11 @@ def finetune(opts: FinetuneOptions) -> dict:
             return DataLoader(dataset, batch_sampler=sampler, num_workers=workers)
 
         def loss_fn(net, batch, generator):  # noqa: ARG001 (no randomness in the loss)
-            if probe is None:
+            if opts.mode != "mlp":
+                # Full fine-tuning, or a probe: the task's loss on the network's (or the head's) output,
+                # with whatever target the task has (class labels, or landmark heatmaps).
                 return task.loss(net(batch["image"]), batch)
-            # Probing: the loss on the head's logits, or the mean of every ensemble member's loss.
+            # The pixel-MLP ensemble (segmentation only): the mean of every member's loss on its pixels.
             outputs = net.training_outputs(batch["image"], batch["label"], seed=int(batch["seed"].sum()))
             return sum(task.loss(logits, {"label": label}) for logits, label in outputs) / len(outputs)
 

@@ -134,6 +134,25 @@ def test_probe_trains_head_only_and_predicts_deterministically(dataset, pretrain
     assert np.array_equal(network_output(loaded, image), network_output(loaded, image))
 
 
+def test_probe_mode_for_landmarks_trains_and_predicts_markups(dataset, pretrained, tmp_path):
+    """A probe head on heatmaps (the landmark task's own loss; once a KeyError on 'label')."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    for case in TRAIN:
+        (marks / f"{case}.mrk.json").symlink_to(dataset / "landmarks" / f"{case}.mrk.json")
+    model = tmp_path / "lm-probe"
+    finetune(FinetuneOptions(task="landmarks", images=dataset / "images", annotations=marks, out=model,
+                             pretrained=pretrained, mode="probe", probe_timesteps=[5], probe_hidden=8,
+                             iterations=4, batch_size=4, checkpoint_every=4, device="cpu", progress="none"))
+    assert json.loads((model / "config.json").read_text())["mode"] == "probe"
+    test = tmp_path / "test"
+    test.mkdir()
+    (test / f"{TEST[0]}.nrrd").symlink_to(dataset / "images" / f"{TEST[0]}.nrrd")
+    predict(PredictOptions(model=model, images=test, out=tmp_path / "pred", device="cpu", progress="none"))
+    points = json.loads((tmp_path / "pred" / f"{TEST[0]}.mrk.json").read_text())["markups"][0]["controlPoints"]
+    assert len(points) == len(json.loads((marks / f"{TRAIN[0]}.mrk.json").read_text())["markups"][0]["controlPoints"])
+
+
 def test_mlp_mode_learns(dataset, pretrained, atlas, tmp_path):
     labels = labels_of(dataset, tmp_path / "labels", TRAIN)
     model = tmp_path / "mlp"
