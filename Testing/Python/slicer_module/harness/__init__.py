@@ -133,18 +133,17 @@ class SlicerHarness:
         return self
 
     def _create_scene(self):
+        """Slicer's scene with its logics: the module's own MRMLContext.create (application logic,
+        Segmentations and Markups logics), plus what a Slicer scene also holds below."""
+        if str(MODULE_DIR) not in sys.path:
+            sys.path.insert(0, str(MODULE_DIR))
+            self._added_module_path = True
+        from DiffusionSegModuleLib.nodeio import MRMLContext
+
+        context = MRMLContext.create()
+        scene, app_logic = context.scene, context.application_logic
+        seg_logic, markups_logic = context.segmentations_logic, context.markups_logic
         slicer = self.slicer
-        scene = slicer.vtkMRMLScene()
-        app_logic = slicer.vtkMRMLApplicationLogic()
-        app_logic.SetMRMLScene(scene)
-        seg_logic = slicer.vtkSlicerSegmentationsModuleLogic()
-        seg_logic.SetMRMLApplicationLogic(app_logic)
-        seg_logic.SetMRMLScene(scene)
-        app_logic.SetModuleLogic("Segmentations", seg_logic)
-        markups_logic = slicer.vtkSlicerMarkupsLogic()
-        markups_logic.SetMRMLApplicationLogic(app_logic)
-        markups_logic.SetMRMLScene(scene)
-        app_logic.SetModuleLogic("Markups", markups_logic)
         # The three slice views' composite nodes (what setSliceViewerLayers switches).
         for view in ("Red", "Yellow", "Green"):
             composite = slicer.vtkMRMLSliceCompositeNode()
