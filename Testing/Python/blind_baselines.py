@@ -198,3 +198,12 @@ def shifted_phantoms(src: Path, dst: Path, canvas: Sequence[int], seed: int = 0)
         move[:2] = (offset[::-1] - room[::-1] / 2) * spacing  # index shift minus the canvas's centring, in mm
         write_mrk_json(Landmarks(marks.names, marks.points + move), dst / "landmarks" / f"{case}.mrk.json")
     return dst
+
+
+def shifted_sample_dataset(root: Path, n_cases: int = 8, seed: int = 3) -> Path:
+    """``n_cases`` chest phantoms 24 px across at 11.2 mm/px, moved to random places in a
+    32 x 32 canvas (shifted_phantoms): the data of the tests that train on phantoms."""
+    from DiffusionSegLib.sample_data import generate_sample_dataset
+
+    generate_sample_dataset(root / "centred", dims=2, n_cases=n_cases, size=(24, 24), seed=seed, spacing=[11.2, 11.2])
+    return shifted_phantoms(root / "centred", root / "data", (32, 32), seed=seed)

@@ -18,18 +18,15 @@ from DiffusionSegLib.labels import read_segmentation
 from DiffusionSegLib.predict.engine import load_task_model
 from DiffusionSegLib.predict.run import predict_segmentation
 from DiffusionSegLib.imageio import read_image
-from DiffusionSegLib.sample_data import generate_sample_dataset
 from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
-from blind_baselines import shifted_phantoms
+from blind_baselines import shifted_sample_dataset
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("phantoms")
-    generate_sample_dataset(root / "centred", dims=2, n_cases=8, size=(24, 24), seed=3, spacing=[11.2, 11.2])
-    return shifted_phantoms(root / "centred", root / "data", (32, 32), seed=3)
+    return shifted_sample_dataset(tmp_path_factory.mktemp("phantoms"), n_cases=8, seed=3)
 
 
 @pytest.fixture(scope="module")
