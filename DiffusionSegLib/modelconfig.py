@@ -28,6 +28,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .atomic import write_json_atomic
 from .errors import UserError
+from .vocabulary import AUGMENTATIONS
 
 MODEL_FORMAT = "diffusionseg-model"
 MODEL_VERSION = 1
@@ -253,7 +254,8 @@ class Training(Section):
     seed: int
     step: Optional[int] = None
     weight_decay: Optional[float] = None
-    augment: Optional[bool] = None
+    augment: Optional[bool] = None                     # before 'augmentation': True meant mild
+    augmentation: Optional[str] = None                 # fine-tuning: vocabulary.AUGMENTATIONS
     images: Optional[int] = None                       # pretraining: how many images
     cases: Optional[List[str]] = None                  # fine-tuning: the annotated cases
     init: Optional[str] = None
@@ -267,6 +269,17 @@ class Training(Section):
     volumes: Optional[int] = None
     final_loss: Optional[float] = None
     train_spearman_min: Optional[float] = None
+
+    def validate(self, where: str) -> None:
+        if self.augmentation is not None and self.augmentation not in AUGMENTATIONS:
+            raise ConfigError(f"{where}.augmentation",
+                              f"should be one of {', '.join(AUGMENTATIONS)}, not {self.augmentation!r}.")
+
+    def augmentation_recipe(self) -> str:
+        """The fine-tuning's augmentation recipe; a folder from before recipes had a yes/no (yes = mild)."""
+        if self.augmentation is not None:
+            return self.augmentation
+        return "none" if self.augment is False else "mild"
 
 
 @dataclasses.dataclass

@@ -52,6 +52,9 @@ Precision = _choices("Precision", ("auto", "fp32", "fp16", "bf16"),
                      "auto: bf16/fp16 mixed precision on GPUs, fp32 on the CPU.")
 Progress = _choices("Progress", ("bar", "json", "none"),
                     "--progress: a bar on stderr, one JSON event per line on stdout, or nothing.")
+Augmentation = _choices("Augmentation", ("strong", "mild", "none"),
+                        "Fine-tuning augmentation (data/augment.py): strong = nnU-Net-style spatial and intensity, "
+                        "mild = small affine only, none = crops only.")
 ConfidenceMeasure = _choices("ConfidenceMeasure", ("foreground", "image", "peak"),
                              "How synthesize and selftrain score a label: segmentation foreground or image; "
                              "landmarks peak (synthesize/confidence.py).")
@@ -70,6 +73,9 @@ OBJECTIVES = values(Objective)
 PRECISIONS = values(Precision)
 PROGRESS_MODES = values(Progress)
 CONFIDENCE_MEASURES = values(ConfidenceMeasure)
+AUGMENTATIONS = values(Augmentation)
+#: Fine-tuning's default recipe (chosen on the JSRT validation split, benchmarks/results/RESULTS.md).
+DEFAULT_AUGMENTATION = Augmentation.MILD.value
 
 # ------------------------------------------------------------------ file roles
 #: Images: every suffix SimpleITK reads for us (a DICOM file may also have none, see is_dicom_file).

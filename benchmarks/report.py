@@ -119,14 +119,20 @@ def sweep(folder: Path, metric: str, label: str, scale: float, digits: int) -> s
     return "\n\n".join([head, "\n".join(lines), "## Runs", commands(invocations)]) + "\n"
 
 
+def augmentation_of(record: dict) -> str:
+    """A record's augmentation recipe; records from before the augmentation sweep used the only recipe
+    their method had then (supervised: its strong recipe, DiffusionSeg fine-tuning: mild)."""
+    return record.get("augmentation") or ("strong" if record["method"] == "supervised" else "mild")
+
+
 def choose_settings(folder: Path) -> str:
     """The validation sweep of the protocol: mean validation mIoU per method, N and (learning rate, steps)
     over the draws run; the best per method and N is written to ``../choice.json`` for the test runs."""
     records, invocations = gather(folder)
     records = [r for r in records if r.get("scored_on") == "validation"]
-    setting = lambda r: (r["learning_rate"], r["iterations"])  # noqa: E731
-    choice, lines = {}, ["| method | N | lr | steps | validation mIoU % (mean over draws) | draws | per draw |",
-                         "|---|---|---|---|---|---|---|"]
+    setting = lambda r: (r["learning_rate"], r["iterations"], augmentation_of(r))  # noqa: E731
+    choice, lines = {}, ["| method | N | lr | steps | augmentation | validation mIoU % (mean over draws) | draws "
+                         "| per draw |", "|---|---|---|---|---|---|---|---|"]
     for m in sorted({r["method"] for r in records}):
         for n in sorted({r["n"] for r in records if r["method"] == m}):
             rows = [r for r in records if r["method"] == m and r["n"] == n]
@@ -134,16 +140,17 @@ def choose_settings(folder: Path) -> str:
             settings = sorted({setting(r) for r in rows})
             common = set.intersection(*({r["seed"] for r in rows if setting(r) == st} for st in settings))
             scored = []
-            for lr, it in settings:
-                v = {r["seed"]: 100 * r["mIoU"] for r in rows if setting(r) == (lr, it)}
+            for st in settings:
+                v = {r["seed"]: 100 * r["mIoU"] for r in rows if setting(r) == st}
                 on_common = [v[k] for k in sorted(common)] or list(v.values())
-                scored.append((float(np.mean(on_common)), lr, it, v))
+                scored.append((float(np.mean(on_common)), st, v))
             best = max(scored, key=lambda x: x[0])
-            for mean, lr, it, v in scored:
-                mark = " **best**" if (lr, it) == best[1:3] else ""
-                lines.append(f"| {m} | {n} | {lr:g} | {it} | {mean:.1f}{mark} | {len(v)} | "
+            for mean, (lr, it, aug), v in scored:
+                mark = " **best**" if (lr, it, aug) == best[1] else ""
+                lines.append(f"| {m} | {n} | {lr:g} | {it} | {aug} | {mean:.1f}{mark} | {len(v)} | "
                              + ", ".join(f"s{k}: {x:.1f}" for k, x in sorted(v.items())) + " |")
-            choice.setdefault(m, {})[str(n)] = {"learning_rate": best[1], "iterations": best[2],
+            lr, it, aug = best[1]
+            choice.setdefault(m, {})[str(n)] = {"learning_rate": lr, "iterations": it, "augmentation": aug,
                                                 "validation_mIoU": round(best[0], 2), "draws": sorted(common)}
     held = sorted({r["test_cases"] for r in records})
     out = {"choice": choice, "rule": "highest mean validation mIoU over the draws every setting has, per method and N",
@@ -162,8 +169,8 @@ def protocol_test(folder: Path, pairs=(("ddpm", "supervised"), ("ddpm", "random"
     by = lambda m, n: {r["seed"]: 100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n}  # noqa: E731
     methods = sorted({r["method"] for r in records})
     ns = sorted({r["n"] for r in records})
-    settings = {m: sorted({(r["n"], r["learning_rate"], r["iterations"]) for r in records if r["method"] == m})
-                for m in methods}
+    settings = {m: sorted({(r["n"], r["learning_rate"], r["iterations"], augmentation_of(r)) for r in records
+                           if r["method"] == m}) for m in methods}
     for r in records:  # class-mean HD95 (mm) and heart IoU, from the per-class metrics every record keeps
         r["hd95_mm"] = float(np.nanmean([c["hd95_mm"] for c in r["per_class"].values()]))
         r["heart_iou"] = r["per_class"]["heart"]["iou"]
@@ -173,7 +180,8 @@ def protocol_test(folder: Path, pairs=(("ddpm", "supervised"), ("ddpm", "random"
             table(records, "hd95_mm", "HD95 mm"),
             "## Test heart IoU (%)", table(records, "heart_iou", "heart IoU %", scale=100),
             "Settings (chosen on validation): " + "; ".join(
-                f"{m}: " + ", ".join(f"N={n} lr {lr:g} {it} steps" for n, lr, it in settings[m]) for m in methods)]
+                f"{m}: " + ", ".join(f"N={n} lr {lr:g} {it} steps {aug} augmentation" for n, lr, it, aug in settings[m])
+                for m in methods)]
     lines = ["| N | A - B | mean difference (mIoU points) | 95% bootstrap CI | pairs | A wins | target |",
              "|---|---|---|---|---|---|---|"]
     summary = {"means": {}, "differences": {}, "target": f"ddpm - supervised >= {target} with the CI above 0"}

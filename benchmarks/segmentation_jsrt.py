@@ -34,7 +34,7 @@ from benchmarks.supervised_unet import SupervisedOptions, train_and_predict  # n
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
 from DiffusionSegLib.predict.run import PredictOptions, predict  # noqa: E402
-from DiffusionSegLib.vocabulary import case_name  # noqa: E402
+from DiffusionSegLib.vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION, case_name  # noqa: E402
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 
@@ -43,7 +43,9 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
             variant: dict) -> dict:
     chosen = draw_cases(train, n, seed)
     lr, iterations = variant["learning_rate"], variant["iterations"]
-    run = work / f"{method}-n{n}-s{seed}-lr{lr:g}-it{iterations}"
+    # The supervised baseline always has its own (strong) recipe; the DiffusionSeg methods sweep theirs.
+    augmentation = SupervisedOptions.augmentation if method == "supervised" else variant["augmentation"]
+    run = work / f"{method}-n{n}-s{seed}-lr{lr:g}-it{iterations}-{augmentation}"
     shutil.rmtree(run, ignore_errors=True)
     labels = link_subset(chosen, args.data / "labels", run / "labels", ".png")
     t0 = time.monotonic()
@@ -61,6 +63,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
             pretrained=pretrained, classes=CLASSES, iterations=iterations,
             batch_size=args.batch_size, learning_rate=lr, timestep=args.timestep, preset=args.preset,
             image_size=args.image_size, modality="xray", checkpoint_every=iterations, seed=seed,
+            augmentation=augmentation,
             device=args.device, progress="none"))
         train_s = time.monotonic() - t0
         predict(PredictOptions(model=run / "model", images=test_images, out=run / "pred", device=args.device,
@@ -72,7 +75,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
               "per_class": s["classes"], "finetune_seconds": round(train_s, 1),
               "wall_seconds": round(time.monotonic() - t0, 1), "final_loss": summary["final_loss"],
               "test_cases": s["n_cases"], "learning_rate": lr, "iterations": iterations,
-              "batch_size": args.batch_size, "image_size": list(args.image_size),
+              "batch_size": args.batch_size, "image_size": list(args.image_size), "augmentation": augmentation,
               "timestep": None if method == "supervised" else args.timestep,
               "settings_from": str(args.settings) if args.settings else "command line",
               "scored_on": "validation" if args.validate else "test", **extra}
@@ -81,15 +84,21 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
 
 
 def variants_for(args):
-    """``(method, n) -> [{"learning_rate", "iterations"}, ...]``: the --settings choice, else the command-line grid."""
+    """``(method, n) -> [{"learning_rate", "iterations", "augmentation"}, ...]``: the --settings choice, else
+    the command-line grid (the supervised baseline has one augmentation, its own)."""
     chosen = json.loads(args.settings.read_text())["choice"] if args.settings else None
 
     def variants(method: str, n: int) -> list[dict]:
         if chosen is not None:
             per_n = chosen[method]  # {"1": {...}, "2": {...}}; another N takes the nearest N's setting
             nearest = min(per_n, key=lambda k: (abs(int(k) - n), int(k)))
-            return [{"learning_rate": per_n[nearest]["learning_rate"], "iterations": per_n[nearest]["iterations"]}]
-        return [{"learning_rate": lr, "iterations": it} for lr in args.lr for it in args.iterations]
+            setting = per_n[nearest]
+            return [{"learning_rate": setting["learning_rate"], "iterations": setting["iterations"],
+                     # choices from before the augmentation sweep were all made with the then-only recipe
+                     **({} if method == "supervised" else {"augmentation": setting.get("augmentation", "mild")})}]
+        augmentations = ["strong"] if method == "supervised" else args.augmentation
+        return [{"learning_rate": lr, "iterations": it, **({} if method == "supervised" else {"augmentation": a})}
+                for lr in args.lr for it in args.iterations for a in augmentations]
 
     return variants
 
@@ -107,6 +116,8 @@ def main() -> None:
     p.add_argument("--iterations", type=int, nargs="+", default=[200], help="one value, or a grid to sweep")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--lr", type=float, nargs="+", default=[1e-3], help="one value, or a grid to sweep")
+    p.add_argument("--augmentation", nargs="+", default=[DEFAULT_AUGMENTATION], choices=AUGMENTATIONS,
+                   help="fine-tuning augmentation of the DiffusionSeg methods: one recipe, or a grid to sweep")
     p.add_argument("--settings", type=Path,
                    help="JSON with the learning rate and steps per method and N chosen on validation "
                         "(benchmarks/results/jsrt_protocol/choice.json); replaces --lr and --iterations")

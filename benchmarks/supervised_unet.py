@@ -2,7 +2,8 @@
 
 What a user who does not pretrain would run instead of DiffusionSeg: no diffusion model,
 no pretraining, a standard segmentation U-Net (instance norm, LeakyReLU, no timestep path)
-with its own augmentation (random affine, elastic, intensity scale/shift, gamma, noise),
+with strong augmentation (random affine, elastic, intensity scale/shift, gamma, noise: the
+``strong`` recipe of DiffusionSegLib/data/augment.py, which this baseline's recipe became),
 DiceCE, Adam with warm-up and cosine decay. Everything else is shared with the DiffusionSeg
 methods so the comparison is paired and fair:
 
@@ -26,10 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.networks.nets import BasicUNet
-from monai.transforms import (Compose, Rand2DElasticd, RandAdjustContrastd, RandAffined, RandGaussianNoised,
-                              RandScaleIntensityd, RandShiftIntensityd)
 
 from DiffusionSegLib import modelconfig
+from DiffusionSegLib.data.augment import training_transform
 from DiffusionSegLib.data.sampler import StepBatchSampler
 from DiffusionSegLib.finetune.cases import SEGMENTATION_SUFFIXES, labeled_cases
 from DiffusionSegLib.finetune.tasks import SegmentationTask
@@ -53,22 +53,8 @@ class SupervisedOptions:
     weight_decay: float = 1e-5
     warmup_steps: int = 20
     image_size: tuple[int, int] = (64, 64)
-    elastic: bool = True
+    augmentation: str = "strong"     # DiffusionSegLib.data.augment's recipe (nnU-Net-style)
     seed: int = 0
-
-
-def augmentation(elastic: bool) -> Compose:
-    """nnU-Net-flavoured 2D augmentation on ``{"image": (1, H, W), "label": (1, H, W)}`` (normalised image)."""
-    spatial = [RandAffined(keys=["image", "label"], prob=0.9, rotate_range=(math.radians(15),), scale_range=(0.15, 0.15),
-                           translate_range=(4, 4), mode=["bilinear", "nearest"], padding_mode=["border", "zeros"])]
-    if elastic:
-        spatial.append(Rand2DElasticd(keys=["image", "label"], prob=0.3, spacing=(16, 16), magnitude_range=(1, 2),
-                                      mode=["bilinear", "nearest"], padding_mode=["border", "zeros"]))
-    intensity = [RandScaleIntensityd(keys="image", factors=0.15, prob=0.5),
-                 RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
-                 RandAdjustContrastd(keys="image", gamma=(0.7, 1.5), prob=0.3),
-                 RandGaussianNoised(keys="image", std=0.03, prob=0.15)]
-    return Compose(spatial + intensity)
 
 
 def build_network(out_channels: int) -> torch.nn.Module:
@@ -98,7 +84,7 @@ def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, 
     loaded = [task.load(case, prep) for case in cases]
     net = build_network(task.out_channels)
     optimizer = torch.optim.Adam(net.parameters(), lr=opts.learning_rate, weight_decay=opts.weight_decay)
-    transform = augmentation(opts.elastic)
+    transform = training_transform(tuple(reversed(opts.image_size)), label_keys=("label",), recipe=opts.augmentation)
     sampler = StepBatchSampler(len(cases), opts.batch_size, opts.iterations, seed=opts.seed)
 
     t0 = time.monotonic()
@@ -107,8 +93,7 @@ def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, 
     for step, batch_items in enumerate(sampler):
         items = []
         for index, aug_seed in batch_items:
-            transform.set_random_state(seed=aug_seed)
-            out_case = transform({k: v.copy() for k, v in loaded[index].items()})
+            out_case = transform({k: v.copy() for k, v in loaded[index].items()}, aug_seed)
             items.append({k: torch.as_tensor(np.asarray(v)) for k, v in out_case.items()})
         batch = {"image": torch.stack([i["image"].float() for i in items]),
                  "label": torch.stack([i["label"].long() for i in items])}

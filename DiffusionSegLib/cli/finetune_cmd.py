@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..nets import PRESETS
-from ..vocabulary import FINETUNE_MODES, TASKS, FinetuneMode
+from ..vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION, FINETUNE_MODES, TASKS, FinetuneMode
 from .common import add_runtime_options, positive_int
 
 
@@ -56,7 +56,10 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
                    help="--mode full: the fixed diffusion timestep the network runs at")
     p.add_argument("--dice-weight", type=float, default=1.0, help="segmentation: weight of the Dice term (0: CE only)")
     p.add_argument("--sigma-mm", type=float, help="landmarks: heatmap sigma in mm (default 1.5 network pixels)")
-    p.add_argument("--no-augment", dest="augment", action="store_false")
+    p.add_argument("--augmentation", choices=AUGMENTATIONS, default=DEFAULT_AUGMENTATION,
+                   help="strong: nnU-Net-style spatial and intensity; mild: small affine; none: crops only")
+    p.add_argument("--no-augment", dest="augmentation", action="store_const", const="none",
+                   help="the same as --augmentation none")
     p.add_argument("--preset", default="tiny", choices=list(PRESETS), help="with --init random only")
     p.add_argument("--image-size", type=positive_int, nargs="+", help="with --init random only")
     p.add_argument("--spacing", type=float, nargs="+", help="with --init random only")
@@ -92,7 +95,7 @@ def finetune_options(args: argparse.Namespace):
         pretrained=args.pretrained if args.init == "pretrained" else None, classes=args.classes,
         landmark_names=args.landmark_names, iterations=args.iterations, batch_size=args.batch_size,
         learning_rate=args.learning_rate, weight_decay=args.weight_decay, timestep=args.timestep,
-        dice_weight=args.dice_weight, sigma_mm=args.sigma_mm, augment=args.augment, preset=args.preset,
+        dice_weight=args.dice_weight, sigma_mm=args.sigma_mm, augmentation=args.augmentation, preset=args.preset,
         image_size=args.image_size, spacing=args.spacing, patch_size=args.patch_size, modality=args.modality,
         coordinates=args.coordinates, mode=args.mode, probe_timesteps=args.probe_timesteps,
         noise_seed=args.noise_seed, mlp_members=args.mlp_members, extra=list(args.extra),

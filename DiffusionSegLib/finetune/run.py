@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..data.augment import training_transform
+from ..data.augment import recipe_named, training_transform
 from ..data.datasets import CaseDataset
 from ..data.preprocess import Preprocessing
 from ..data.sampler import StepBatchSampler
@@ -29,7 +29,7 @@ from ..training.guard import RunGuard, prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
 from ..vocabulary import FINETUNE_MODES as MODES
-from ..vocabulary import TASKS
+from ..vocabulary import DEFAULT_AUGMENTATION, TASKS
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
 from .extra import MixedBatchSampler, check_weight, extra_cases
 from .network import task_network
@@ -61,7 +61,7 @@ class FinetuneOptions:
     timestep: int = 0
     dice_weight: float = 1.0
     sigma_mm: float | None = None
-    augment: bool = True
+    augmentation: str = DEFAULT_AUGMENTATION     # vocabulary.AUGMENTATIONS (data/augment.py)
     # Training patch (3D); with a pretrained model its patch unless given: the U-Net is
     # convolutional, so a patch that covers a whole small volume (nnU-Net's choice for
     # hippocampus crops) gives more context and fewer windows at prediction.
@@ -182,7 +182,8 @@ def _resume_settings(opts: FinetuneOptions, kind: str, cases: list[str]) -> None
                         path=opts.out, fix="resume with the same --task, --mode and annotations, or start a new "
                                            "run in a new --out.")
     opts.batch_size, opts.learning_rate = training.batch_size, training.learning_rate
-    opts.weight_decay, opts.seed, opts.augment = training.weight_decay, training.seed, training.augment
+    opts.weight_decay, opts.seed = training.weight_decay, training.seed
+    opts.augmentation = training.augmentation_recipe()
 
 
 def finetune(opts: FinetuneOptions) -> dict:
@@ -191,6 +192,7 @@ def finetune(opts: FinetuneOptions) -> dict:
         raise UserError(f"unknown task '{opts.task}'.", fix=f"use --task with one of {', '.join(TASKS)}.")
     if opts.mode not in MODES:
         raise UserError(f"unknown mode '{opts.mode}'.", fix=f"use --mode with one of {', '.join(MODES)}.")
+    recipe_named(opts.augmentation)  # an unknown name fails now, not after the inputs are read
     if opts.mode != "full" and opts.pretrained is None:
         raise UserError(f"--mode {opts.mode} reads the features of a frozen pretrained U-Net, and none was given.",
                         fix="pass --pretrained MODEL_DIR (a DDPM-pretrained model), or use --mode full.")
@@ -249,7 +251,7 @@ def finetune(opts: FinetuneOptions) -> dict:
                          f"{opts.extra_weight:g} of the training items")
         dataset = CaseDataset(len(loaded), lambda i: loaded[i],
                               training_transform(prep.patch_shape, image_keys=task.image_keys,
-                                                 label_keys=task.label_keys, affine=opts.augment),
+                                                 label_keys=task.label_keys, recipe=opts.augmentation),
                               cache_size=0)
         workers = opts.workers if opts.workers is not None else (0 if device.type == "cpu" else 2)
 
@@ -286,7 +288,7 @@ def finetune(opts: FinetuneOptions) -> dict:
                 **({"probe": probe} if probe else {}),
                 "training": {"step": step, "iterations": opts.iterations, "batch_size": opts.batch_size,
                              "learning_rate": opts.learning_rate, "weight_decay": opts.weight_decay,
-                             "seed": opts.seed, "augment": opts.augment, "cases": [c.name for c in cases],
+                             "seed": opts.seed, "augmentation": opts.augmentation, "cases": [c.name for c in cases],
                              "init": "pretrained" if pretrained else "random",
                              "pretrained": str(opts.pretrained) if opts.pretrained else None,
                              "grid_spacing": grid_spacing,

@@ -160,7 +160,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
                      f"{device} {precision.name}, {ctx.world_size} process(es)")
 
         dataset = CaseDataset(len(paths), unlabeled_image_loader(paths, prep),
-                              training_transform(prep.patch_shape, affine=opts.augment))
+                              training_transform(prep.patch_shape, recipe="mild" if opts.augment else "none"))
         workers = opts.workers if opts.workers is not None else (0 if device.type == "cpu" else 4)
 
         def make_batches(start: int):

@@ -231,6 +231,27 @@ def test_finetune_errors(dataset, pretrained, tmp_path, capsys):
     assert code == 2 and "fine-tune" in capsys.readouterr().err
 
 
+def test_augmentation_recipe_is_chosen_recorded_and_kept_on_resume(dataset, pretrained, tmp_path):
+    """--augmentation strong runs for both tasks (heatmaps move with the image, only the picture's
+    intensity changes), is written to config.json, and a resume keeps it whatever today's flag says."""
+    images = dataset / "images"
+    marks = subset(dataset / "landmarks", tmp_path / "marks", TRAIN[:2], ".mrk.json")
+    model = tmp_path / "lmk"
+    args = ["finetune", "--task", "landmarks", "--pretrained", str(pretrained), "--images", str(images),
+            "--landmarks", str(marks), "--out", str(model), "--batch-size", "2", "--checkpoint-every", "1",
+            "--progress", "none"]
+    assert main(args + ["--iterations", "2", "--augmentation", "strong"]) == 0
+    assert json.loads((model / "config.json").read_text())["training"]["augmentation"] == "strong"
+    assert main(args + ["--iterations", "4", "--resume", "--augmentation", "none"]) == 0
+    config = json.loads((model / "config.json").read_text())
+    assert config["training"]["augmentation"] == "strong" and config["training"]["step"] == 4
+
+    with pytest.raises(UserError, match="wild"):  # (the CLI's choices refuse it before this)
+        finetune(FinetuneOptions(task="segmentation", images=images, annotations=dataset / "labels",
+                                 out=tmp_path / "m", pretrained=pretrained, augmentation="wild", progress="none"))
+    assert not (tmp_path / "m").exists()
+
+
 def test_pretrained_weights_are_copied_and_head_is_new(dataset, pretrained, tmp_path):
     from DiffusionSegLib.finetune.network import task_network
     from DiffusionSegLib.nets import NetworkConfig
