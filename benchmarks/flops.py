@@ -1,0 +1,265 @@
+"""Achieved GFLOP/s per preset, training and prediction, as a share of this machine's measured peaks.
+
+FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions
+and attention; elementwise work such as GroupNorm, SiLU and the optimiser is free in the
+count but not in the time, which is the point: it shows where time goes that is not
+arithmetic). Counted over
+
+- one full training step, as ``training/loop.py`` runs it: DDPM loss, backward, gradient
+  clipping, AdamW, EMA update; and
+- one prediction forward: the fine-tuned network's call (fixed timestep, ``no_grad``,
+  ``eval``) on one image or window.
+
+Two peaks are measured in the same process with the same thread count (before and after the
+configurations; the better of the two times is used), so a share is comparable across
+machines and thread counts:
+
+- ``matmul``: a 2048^3 fp32 ``torch.mm`` (issue 16's reference). torch's CPU matmul is MKL,
+  which on AMD processors runs its AVX2 code even where AVX-512 exists (measured on this
+  Zen 5: 89 GFLOP/s on one thread), so convolutions can exceed this "peak";
+- ``conv``: a 3x3x3 convolution, 64 to 64 channels on 64^3 voxels, which torch runs with
+  oneDNN and its AVX-512 kernels where the processor has them (130 GFLOP/s on the same core):
+  the better measure of what the hardware gives to these networks.
+
+The machine load (``os.getloadavg``) is recorded with every measurement: another process on
+the same cores lowers both the peaks and the achieved figures.
+
+    OMP_NUM_THREADS=1 python benchmarks/flops.py --threads 1 --out benchmarks/results/performance/flops_cpu_t1.json
+    python benchmarks/flops.py --quick --out /tmp/flops_quick.json     # tiny sizes, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# (preset, size as the issue writes it: x, y[, z], training batch). Issue 16's table,
+# plus the small preset in 3D; prediction always runs on one image / window (batch 1).
+CONFIGS = [
+    ("tiny", (128, 128), 8),
+    ("small", (64, 64), 8),
+    ("small", (128, 128), 8),
+    ("tiny", (64, 64, 32), 2),
+    ("small", (64, 64, 32), 2),
+]
+QUICK_CONFIGS = [("tiny", (32, 32), 2), ("tiny", (16, 16, 8), 1)]
+PEAK_SIZE, QUICK_PEAK_SIZE = 2048, 256   # matmul side; the convolution scales with it
+
+
+def machine_load() -> dict:
+    """The 1, 5 and 15 minute load averages (what ``uptime`` prints)."""
+    one, five, fifteen = os.getloadavg()
+    return {"load_1min": round(one, 2), "load_5min": round(five, 2), "load_15min": round(fifteen, 2)}
+
+
+def register_cpu_attention_flops() -> None:
+    """Count the CPU flash-attention kernel, which torch's counter lists only for CUDA.
+
+    Why: MONAI's attention goes through ``scaled_dot_product_attention``, which on the CPU
+    runs ``_scaled_dot_product_flash_attention_for_cpu``; uncounted, the tiny preset's
+    attention at 1/4 resolution would look free. Same formulas as the CUDA kernels.
+    """
+    import torch
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    forward, backward = (aten._scaled_dot_product_flash_attention_for_cpu,
+                         aten._scaled_dot_product_flash_attention_for_cpu_backward)
+    if forward in fc.flop_registry:
+        return
+
+    @fc.register_flop_formula(forward)
+    def _forward(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    @fc.register_flop_formula(backward)
+    def _backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+def peaks(n: int, repeats: int = 5) -> dict:
+    """Best GFLOP/s of the two reference kernels (module docstring) over ``repeats`` timed calls each.
+
+    Args:
+        n: matmul side (2048; smaller in quick mode); the convolution is on ``(n / 32)^3`` voxels.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    side = n // 32
+    x, w = torch.randn(1, 64, side, side, side), torch.randn(64, 64, 3, 3, 3)
+    kernels = {"matmul": (lambda: torch.mm(a, b), 2 * n**3),
+               "conv": (lambda: F.conv3d(x, w, padding=1), 2 * 64 * 64 * 27 * side**3)}
+    result = {"matmul_n": n, "conv_voxels": side**3, **machine_load()}
+    for name, (fn, flops) in kernels.items():
+        times = timed(fn, 1, repeats)
+        result[name] = round(flops / min(times) / 1e9, 2)
+    return result
+
+
+def count_flops(fn) -> int:
+    """FLOPs of one call of ``fn`` (run once under the counter, untimed)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def timed(fn, warmup: int, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def training_step(preset: str, shape: tuple[int, ...], batch: int):
+    """``() -> None``: one step of the pretraining loop on random images ``(batch, 1, *shape)``."""
+    import torch
+
+    from DiffusionSegLib.diffusion import DiffusionConfig, ddpm_loss, make_scheduler
+    from DiffusionSegLib.nets import build_unet, network_config
+    from DiffusionSegLib.training.ema import EMA
+
+    torch.manual_seed(0)
+    model = build_unet(network_config(preset, len(shape))).train()
+    scheduler = make_scheduler(DiffusionConfig())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
+    ema = EMA(model)
+    images = torch.rand(batch, 1, *shape) * 2 - 1
+    state = {"step": 0}
+
+    def step() -> None:
+        i = state["step"]
+        loss = ddpm_loss(model, scheduler, images, torch.arange(batch) + i * batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema.update(model, i)
+        state["step"] = i + 1
+
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def prediction_forward(preset: str, shape: tuple[int, ...], classes: int = 3):
+    """``() -> None``: the fine-tuned network's forward on one image ``(1, 1, *shape)``."""
+    import torch
+
+    from DiffusionSegLib.finetune.network import FixedTimestepUNet
+    from DiffusionSegLib.nets import build_unet, network_config
+
+    torch.manual_seed(0)
+    net = FixedTimestepUNet(build_unet(network_config(preset, len(shape), out_channels=classes)), 10).eval()
+    image = torch.rand(1, 1, *shape) * 2 - 1
+
+    @torch.no_grad()
+    def forward() -> None:
+        net(image)
+
+    return forward
+
+
+def measure(preset: str, size: tuple[int, ...], batch: int, warmup: int, steps: int) -> dict:
+    """Training and prediction figures of one configuration (see the module docstring)."""
+    shape = tuple(reversed(size))  # numpy order (H, W) or (D, H, W)
+    record = {"preset": preset, "dims": len(size), "size_xyz": list(size), "size_numpy_order": list(shape),
+              "batch": batch}
+    step, parameters = training_step(preset, shape, batch)
+    record["parameters_m"] = round(parameters / 1e6, 3)
+    forward = prediction_forward(preset, shape)
+    for name, fn, images in (("train", step, batch), ("predict", forward, 1)):
+        flops = count_flops(fn)
+        load_before = machine_load()
+        times = timed(fn, warmup, steps)
+        seconds = statistics.median(times)
+        gflops = flops / seconds / 1e9
+        record[name] = {"gflop_per_step": round(flops / 1e9, 3), "images_per_step": images,
+                        "seconds_per_step": round(seconds, 4), "step_seconds": [round(t, 4) for t in times],
+                        "gflops": round(gflops, 2),
+                        "load_before": load_before, "load_after": machine_load()}
+    return record
+
+
+def table(report: dict) -> str:
+    """Markdown: one row per configuration, training and prediction side by side."""
+    peak = report["peak_gflops"]
+    n = report["peak_measurements"][0]["matmul_n"]
+    lines = [f"Threads: {report['threads']}; peaks in the same process: fp32 matmul ({n}^3, MKL) "
+             f"{peak['matmul']:.1f} GFLOP/s, 3x3x3 convolution (oneDNN) {peak['conv']:.1f} GFLOP/s.", "",
+             "| preset, input | train GFLOP/step | s/step | GFLOP/s | share of matmul / conv peak | "
+             "predict GFLOP/image | s/image | GFLOP/s | share of matmul / conv peak | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def share(part: dict) -> str:
+        return " / ".join(f"{100 * part['share_of_peak'][k]:.0f} %" for k in ("matmul", "conv"))
+
+    for r in report["records"]:
+        t, p = r["train"], r["predict"]
+        name = f"{r['preset']}, {r['dims']}D {'x'.join(map(str, r['size_xyz']))}, batch {r['batch']}"
+        lines.append(f"| {name} | {t['gflop_per_step']:.1f} | {t['seconds_per_step']:.2f} | {t['gflops']:.1f} | "
+                     f"{share(t)} | {p['gflop_per_step']:.1f} | {p['seconds_per_step']:.3f} | "
+                     f"{p['gflops']:.1f} | {share(p)} | {t['load_before']['load_1min']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON file; a .md table is written beside it")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per configuration (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--presets", nargs="*", default=None, help="only these presets")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and a small peak matmul: a test, seconds")
+    args = parser.parse_args()
+
+    import torch
+
+    from benchmarks.common import provenance
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_cpu_attention_flops()
+    configs = QUICK_CONFIGS if args.quick else CONFIGS
+    configs = [c for c in configs if args.presets is None or c[0] in args.presets]
+    if args.quick:
+        args.steps, args.warmup = 1, 1
+    started, t0 = time.strftime("%Y-%m-%d %H:%M:%S"), time.monotonic()
+    peak_size = QUICK_PEAK_SIZE if args.quick else PEAK_SIZE
+    measured = [peaks(peak_size)]
+    records = []
+    for preset, size, batch in configs:
+        records.append(measure(preset, size, batch, args.warmup, args.steps))
+        print(json.dumps(records[-1]), flush=True)
+    measured.append(peaks(peak_size))
+    peak = {k: max(m[k] for m in measured) for k in ("matmul", "conv")}
+    for r in records:  # shares against the better of the two measurements of each peak
+        for part in ("train", "predict"):
+            r[part]["share_of_peak"] = {k: round(r[part]["gflops"] / v, 4) for k, v in peak.items()}
+    report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "started": started,
+              "wall_seconds": round(time.monotonic() - t0, 1), "quick": args.quick,
+              "threads": torch.get_num_threads(), "device": "cpu", "precision": "fp32",
+              "peak_gflops": peak, "peak_measurements": measured, "provenance": provenance(),
+              "load_at_end": machine_load(), "records": records}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(table(report))
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()
