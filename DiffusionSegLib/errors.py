@@ -54,3 +54,12 @@ def user_error_from_os_error(exc: OSError) -> UserError | None:
         return None
     what, fix = _USER_OS_ERRORS[name]
     return UserError(f"{what}.", path=exc.filename, fix=fix)
+
+
+def as_user_error(exc: BaseException) -> UserError | None:
+    """``exc`` as the error the user sees: itself, the UserError of a fixable OSError, or None (a bug, an interrupt)."""
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, OSError):
+        return user_error_from_os_error(exc)
+    return None

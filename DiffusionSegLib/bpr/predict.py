@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..imageio import Normalisation, case_id, list_images, read_image, write_image
 from ..training.checkpoint import load_model_config, load_weights
 from ..training.device import choose_device
+from ..training.guard import CommandGuard
 from ..training.progress import Reporter
 from .model import BprNet, BprNetConfig
 from .slices import AxialSlices, axial_slices, orientation_of, per_slice_volume
@@ -176,7 +177,7 @@ def predict_bpr(opts: BprPredictOptions) -> dict:
     """
     out = Path(opts.out)
     reporter = Reporter("bpr-predict", opts.progress)
-    try:
+    with CommandGuard(reporter, out):  # one run per output folder, as predict
         paths = list_images(opts.images)
         clashes = [p for path in paths for p in _outputs(out, case_id(path), opts.volume) if p.exists()]
         if clashes:
@@ -211,6 +212,3 @@ def predict_bpr(opts: BprPredictOptions) -> dict:
         summary = {"out": str(out), "cases": cases}
         reporter.done(**summary)
         return summary
-    except UserError as exc:
-        reporter.error(exc.render())
-        raise

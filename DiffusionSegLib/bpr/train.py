@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +12,10 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from ..imageio import list_images, normalisation_for, read_image, read_image_info
-from ..training.checkpoint import CONFIG_NAME, save_model
+from ..training.checkpoint import save_model
 from ..training.device import choose_device
-from ..training.distributed import DistContext
-from ..training.guard import RunGuard
+from ..training.guard import CommandGuard
+from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter, new_run_dir
 from .losses import slice_ordering_loss
 from .model import BprNet, BprNetConfig
@@ -73,15 +70,6 @@ def _check_options(opts: BprOptions) -> None:
     if not opts.learning_rate > 0:
         raise UserError(f"--learning-rate must be positive, got {opts.learning_rate}.", fix="use e.g. 1e-3.")
     BprNetConfig(channels=list(opts.channels), slice_size=list(opts.slice_size)).validate()
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``out`` unless it is a model folder and ``overwrite`` is set."""
-    if out.is_file():
-        raise UserError("the output path is a file.", path=out, fix="give a folder for --out.")
-    if out.exists() and any(out.iterdir()) and not (overwrite and (out / CONFIG_NAME).is_file()):
-        raise UserError("the output folder exists and is not empty.", path=out,
-                        fix="choose a new --out, or --overwrite to replace a model folder.")
 
 
 def _volume_paths(opts: BprOptions) -> list[Path]:
@@ -156,73 +144,68 @@ def _fit(net: BprNet, volumes: list[_Volume], opts: BprOptions, device: torch.de
     return loss_value
 
 
-def _replace_folder(staging: Path, out: Path) -> None:
-    """Move the finished ``staging`` folder to ``out``, replacing an old model only now that the new one is complete."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def train_bpr(opts: BprOptions) -> dict:
     """Train a body-part regressor on the 3D volumes in ``opts.images``; write the model folder ``opts.out``.
 
-    The folder is built in a hidden staging folder beside ``opts.out`` and moved into
-    place only when complete, so a failed or cancelled run leaves ``opts.out`` as it was.
+    The folder is built in a hidden sibling of ``opts.out`` and moved into place only
+    when complete (see :mod:`DiffusionSegLib.training.outputs`), so a failed or cancelled
+    run leaves ``opts.out`` as it was. Like pretrain and finetune, the run holds the lock
+    of ``opts.out`` and of the project it lies in.
 
     Returns:
         the run's summary (steps, seconds, final loss, score range, per-volume Spearman).
     """
     opts.out, opts.images = Path(opts.out), Path(opts.images)
     reporter = Reporter("bpr-train", opts.progress)
-    staging = opts.out.parent / f".{opts.out.name}.partial-{os.getpid()}"
-    with RunGuard(reporter, DistContext(), staging) as guard:
+    with CommandGuard(reporter, opts.out, project=True):
         _check_options(opts)
-        _check_out(opts.out, opts.overwrite)
+        check_output_folder(opts.out, overwrite=opts.overwrite,
+                            fix="choose a new --out, or --overwrite to replace a model folder.")
         device = choose_device(opts.device)
         paths = _volume_paths(opts)
         normalisation = normalisation_for(opts.modality)
         volumes = _load_volumes(paths, opts, normalisation, reporter)
-        staging.mkdir(parents=True)
-        guard.created = True
-        run_dir = new_run_dir(staging / "runs", "bpr-train")
-        reporter.attach(run_dir / "events.jsonl")
-        torch.manual_seed(opts.seed)  # the initial weights
-        net_cfg = BprNetConfig(channels=list(opts.channels), slice_size=list(opts.slice_size))
-        net = BprNet(net_cfg).to(device)
-        reporter.log(f"bpr: {opts.iterations} steps of {opts.batch_size} volumes x {opts.slices} slices, "
-                     f"slices {net_cfg.slice_size[0]}x{net_cfg.slice_size[1]}, {device}")
-        t0 = time.monotonic()
-        final_loss = _fit(net, volumes, opts, device, reporter)
-        seconds = time.monotonic() - t0
-
-        # The score range on the training volumes: the coordinate map scales scores by it to about [-1, 1].
-        net.eval()
-        per_volume = [predict_slices(net, v.pixels.astype(np.float32), device) for v in volumes]
-        every = np.concatenate(per_volume)
-        score_range = [float(every.min()), float(every.max())]
-        rho = [spearman(v.z_mm, s) for v, s in zip(volumes, per_volume)]
-        config = {
-            "kind": KIND,
-            "network": net_cfg.to_dict(),
-            "preprocessing": {"slice_size": list(net_cfg.slice_size), "normalisation": normalisation.to_dict(),
-                              "orientation": "LPS"},
-            "slices": opts.slices,
-            "score_range": score_range,
-            "training": {"iterations": opts.iterations, "batch_size": opts.batch_size, "slices": opts.slices,
-                         "learning_rate": opts.learning_rate, "distance_weight": opts.distance_weight,
-                         "seed": opts.seed, "volumes": len(volumes), "final_loss": final_loss,
-                         "train_spearman_min": float(np.nanmin(rho))},
-            "created_by": f"diffusionseg {__version__}",
-        }
-        save_model(staging, config, net.state_dict())
-        _replace_folder(staging, opts.out)
+        with staged_folder(opts.out) as staging:
+            run_dir = new_run_dir(staging / "runs", "bpr-train")
+            reporter.attach(run_dir / "events.jsonl")
+            summary = _train(volumes, opts, normalisation, device, reporter, staging)
         reporter.events_path = opts.out / run_dir.relative_to(staging) / "events.jsonl"
-        summary = {"out": str(opts.out), "steps": opts.iterations, "seconds": round(seconds, 1),
-                   "final_loss": final_loss, "score_range": score_range, "volumes": len(volumes),
-                   "train_spearman": [round(r, 4) for r in rho], "device": str(device)}
         reporter.done(**summary)
         return summary
+
+
+def _train(volumes: list[_Volume], opts: BprOptions, normalisation, device: torch.device, reporter: Reporter,
+           folder: Path) -> dict:
+    """Fit the regressor and save the model folder ``folder``; returns the run's summary."""
+    torch.manual_seed(opts.seed)  # the initial weights
+    net_cfg = BprNetConfig(channels=list(opts.channels), slice_size=list(opts.slice_size))
+    net = BprNet(net_cfg).to(device)
+    reporter.log(f"bpr: {opts.iterations} steps of {opts.batch_size} volumes x {opts.slices} slices, "
+                 f"slices {net_cfg.slice_size[0]}x{net_cfg.slice_size[1]}, {device}")
+    t0 = time.monotonic()
+    final_loss = _fit(net, volumes, opts, device, reporter)
+    seconds = time.monotonic() - t0
+
+    # The score range on the training volumes: the coordinate map scales scores by it to about [-1, 1].
+    net.eval()
+    per_volume = [predict_slices(net, v.pixels.astype(np.float32), device) for v in volumes]
+    every = np.concatenate(per_volume)
+    score_range = [float(every.min()), float(every.max())]
+    rho = [spearman(v.z_mm, s) for v, s in zip(volumes, per_volume)]
+    config = {
+        "kind": KIND,
+        "network": net_cfg.to_dict(),
+        "preprocessing": {"slice_size": list(net_cfg.slice_size), "normalisation": normalisation.to_dict(),
+                          "orientation": "LPS"},
+        "slices": opts.slices,
+        "score_range": score_range,
+        "training": {"iterations": opts.iterations, "batch_size": opts.batch_size, "slices": opts.slices,
+                     "learning_rate": opts.learning_rate, "distance_weight": opts.distance_weight,
+                     "seed": opts.seed, "volumes": len(volumes), "final_loss": final_loss,
+                     "train_spearman_min": float(np.nanmin(rho))},
+        "created_by": f"diffusionseg {__version__}",
+    }
+    save_model(folder, config, net.state_dict())
+    return {"out": str(opts.out), "steps": opts.iterations, "seconds": round(seconds, 1),
+            "final_loss": final_loss, "score_range": score_range, "volumes": len(volumes),
+            "train_spearman": [round(r, 4) for r in rho], "device": str(device)}

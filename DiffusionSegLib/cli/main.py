@@ -11,7 +11,7 @@ import signal
 import sys
 
 from .. import __version__
-from ..errors import UserError, user_error_from_os_error
+from ..errors import UserError, as_user_error
 from . import parentwatch
 
 
@@ -60,11 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.stop_on_stdin_close:
             parentwatch.watch_stdin()  # after the handler: its request is a SIGTERM
         return args.run(args)
-    except UserError as exc:
-        print(f"error: {exc.render()}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk, a read-only folder: one line too, and exit code 2
-        error = user_error_from_os_error(exc)
+    except (UserError, OSError) as exc:  # OSError: a full disk, a read-only folder is one line too
+        error = as_user_error(exc)
         if error is None:
             raise
         print(f"error: {error.render()}", file=sys.stderr)

@@ -26,7 +26,8 @@ from ..labels.reading import load_segmentation
 from ..landmarks import read_landmarks
 from ..predict.engine import load_task_model
 from ..predict.run import predict_landmarks, predict_segmentation
-from ..runlock import RunLock
+from ..training.guard import CommandGuard
+from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
 from .plan import DEFAULT_FOLDS, DEFAULT_ITERATIONS, check_labeled, check_sizes, default_sizes, plan_subsets
 from .report import CSV_NAME, FORMAT, JSON_NAME, PNG_NAME, VERSION, summarize, write_outputs
@@ -93,20 +94,28 @@ def score_landmarks(model_dir: Path, test: list[Case], names: list[str], device:
 def curve(opts: CurveOptions) -> dict:
     """Fine-tune on subsets, score, fit, and write ``curve.json``, ``curve.csv``, ``curve.png`` into ``opts.out``."""
     out = Path(opts.out).absolute()  # the events name absolute paths
-    metric = _metric(opts)
-    suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
-    cases = labeled_cases(opts.images, opts.annotations, suffixes)
-    check_labeled(len(cases), opts.annotations)
-    if opts.folds < 1 or opts.iterations < 1:
-        raise UserError("--folds and --iterations must be 1 or more.", fix="pass positive whole numbers.")
-    sizes = check_sizes(list(opts.sizes), len(cases)) if opts.sizes else default_sizes(len(cases))
-    if out.exists() and any(out.iterdir()):
-        raise UserError("the output folder exists and is not empty.", path=out, fix="choose a new --out.")
-    with RunLock(out, "output folder"):
-        return _run(opts, out, metric, cases, sizes)
+    reporter = Reporter("curve", opts.progress)
+    with CommandGuard(reporter, out):
+        metric = _metric(opts)
+        suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
+        cases = labeled_cases(opts.images, opts.annotations, suffixes)
+        check_labeled(len(cases), opts.annotations)
+        if opts.folds < 1 or opts.iterations < 1:
+            raise UserError("--folds and --iterations must be 1 or more.", fix="pass positive whole numbers.")
+        sizes = check_sizes(list(opts.sizes), len(cases)) if opts.sizes else default_sizes(len(cases))
+        check_output_folder(out)
+        result, finetunings = _run(opts, out, metric, cases, sizes, reporter)
+    reporter.events_path = out / "events.jsonl"
+    for name in (JSON_NAME, CSV_NAME, PNG_NAME):
+        reporter.emit("output", path=str(out / name))
+    reporter.done(out=str(out), json=str(out / JSON_NAME), png=str(out / PNG_NAME), csv=str(out / CSV_NAME),
+                  sentence=result["sentence"], predictions=result["predictions"], finetunings=finetunings)
+    return {k: v for k, v in result.items() if not k.startswith("_")}
 
 
-def _run(opts: CurveOptions, out: Path, metric: str, cases: list[Case], sizes: list[int]) -> dict:
+def _run(opts: CurveOptions, out: Path, metric: str, cases: list[Case], sizes: list[int],
+         reporter: Reporter) -> tuple[dict, int]:
+    """Fine-tune and score every planned subset, in the hidden sibling of ``out`` that becomes ``out``."""
     by_name = {c.name: c for c in cases}
     base = FinetuneOptions(task=opts.task, images=opts.images, annotations=opts.annotations, out=out,
                            pretrained=opts.pretrained, classes=opts.classes, landmark_names=opts.landmark_names,
@@ -119,13 +128,9 @@ def _run(opts: CurveOptions, out: Path, metric: str, cases: list[Case], sizes: l
     else:
         base.landmark_names = _landmark_task(base, cases, 1.0).names
     plan = plan_subsets(list(by_name), sizes, opts.folds, opts.seed)
-    reporter = Reporter("curve", opts.progress)
-    tmp = out.with_name(f".{out.name}.curve-partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    reporter.attach(tmp / "events.jsonl")
     t0 = time.monotonic()
-    try:
+    with staged_folder(out) as tmp:
+        reporter.attach(tmp / "events.jsonl")
         reporter.start(len(plan), out=str(out), labeled=len(cases), sizes=sizes, finetunings=len(plan))
         reporter.log(f"curve: {len(plan)} fine-tuning(s) of {opts.iterations} iterations on subsets of "
                      f"{', '.join(map(str, sizes))} of the {len(cases)} labeled cases")
@@ -166,22 +171,7 @@ def _run(opts: CurveOptions, out: Path, metric: str, cases: list[Case], sizes: l
                   "seconds": round(time.monotonic() - t0, 1)}
         keys = ["mean_dice", "mean_iou"] if opts.task == "segmentation" else ["mre_mm"]
         write_outputs(tmp, result, rows, keys, len(cases))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException as exc:
-        if isinstance(exc, UserError):
-            reporter.emit("error", message=exc.render())
-        reporter.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    reporter.events_path = out / "events.jsonl"
-    for name in (JSON_NAME, CSV_NAME, PNG_NAME):
-        reporter.emit("output", path=str(out / name))
-    reporter.done(out=str(out), json=str(out / JSON_NAME), png=str(out / PNG_NAME), csv=str(out / CSV_NAME),
-                  sentence=result["sentence"], predictions=result["predictions"], finetunings=len(plan))
-    return {k: v for k, v in result.items() if not k.startswith("_")}
+    return result, len(plan)
 
 
 def _key(metric: str) -> str:

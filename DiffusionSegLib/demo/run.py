@@ -21,7 +21,9 @@ from ..finetune.run import FinetuneOptions, finetune
 from ..predict.run import PredictOptions, predict
 from ..sample_data import generate_sample_dataset
 from ..atomic import write_json_atomic
+from ..training.guard import CommandGuard
 from ..training.pretrain import PretrainOptions, pretrain
+from ..training.progress import Reporter
 
 MARKER = "demo.json"
 
@@ -58,7 +60,13 @@ def _subset(cases: list[str], src: Path, dst: Path, suffix: str) -> Path:
 
 
 def run_demo(opts: DemoOptions) -> dict:
+    """Run every step on generated data in ``opts.out``; returns the summary written to ``demo.json``."""
     out = Path(opts.out)
+    with CommandGuard(Reporter("demo", opts.progress), out):
+        return _run(opts, out)
+
+
+def _run(opts: DemoOptions, out: Path) -> dict:
     _prepare(out)
     t0 = time.monotonic()
     common = dict(device=opts.device, progress=opts.progress)

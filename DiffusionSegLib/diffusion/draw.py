@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ from ..errors import UserError
 from ..nets import NetworkConfig, build_unet
 from ..training.checkpoint import load_model_config, load_weights
 from ..training.device import Precision, choose_device
+from ..training.guard import CommandGuard
+from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
 from .ddpm import DiffusionConfig
 from .sampling import sample_images
@@ -47,13 +48,28 @@ def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int 
     (its patch size and, where known, spacing). For 3D, ``samples.png`` shows the
     middle slice of each volume.
     """
+    out_dir = Path(out_dir)
+    reporter = Reporter("sample", progress)
+    with CommandGuard(reporter, out_dir):
+        check_output_folder(out_dir)
+        images, prep = _draw(Path(model_dir), reporter, count=count, steps=steps, method=method, seed=seed,
+                             device=device, precision=precision)
+        summary = {"count": count, "steps": steps, "method": method, "seed": seed, "model": str(model_dir),
+                   "out": str(out_dir), "grid": str(out_dir / "samples.png")}
+        with staged_folder(out_dir) as tmp_dir:
+            _write_samples(images, prep, tmp_dir)
+            write_json_atomic(tmp_dir / "samples.json", summary)
+    reporter.done(out=str(out_dir))
+    return summary
+
+
+def _draw(model_dir: Path, reporter: Reporter, *, count: int, steps: int, method: str, seed: int, device: str,
+          precision: str) -> tuple[np.ndarray, Preprocessing]:
+    """The drawn images ``(N, *patch_shape)`` in [-1, 1], and the model's preprocessing."""
     config = load_model_config(model_dir)
     if config.kind != "pretrained" or config.pretrain_objective != "ddpm":
         raise UserError(f"this is a {config.kind} model; only a pretrained (denoising) model can draw images.",
                         path=model_dir, fix="pass the folder that `diffusionseg pretrain` wrote.")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise UserError("the output folder exists and is not empty.", path=out_dir, fix="choose a new --out.")
     net_cfg = NetworkConfig.from_dict(config.network.to_dict())
     prep = Preprocessing.from_dict(config.preprocessing.to_dict())
     diffusion = DiffusionConfig.from_dict(config.diffusion.to_dict())
@@ -62,7 +78,6 @@ def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int 
     model = build_unet(net_cfg)
     model.load_state_dict(load_weights(model_dir))
     model.to(dev).eval()
-    reporter = Reporter("sample", progress)
     generator = torch.Generator().manual_seed(seed)
     shape = (count, 1, *prep.patch_shape)
     condition = None
@@ -78,30 +93,16 @@ def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int 
     with prec.autocast():
         images = sample_images(model, diffusion, shape, steps=steps, method=method, generator=generator, device=dev,
                                condition=condition, on_step=lambda i, n: reporter.progress(i, n))
-    images = images[:, 0].numpy()
+    return images[:, 0].numpy(), prep
 
-    # Write into a temporary folder and rename it: a failed run leaves no half-written output.
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    try:
-        spacing = prep.spacing or [1.0] * prep.dims
-        suffix = ".nrrd" if prep.dims == 2 else ".nii.gz"
-        for i, image in enumerate(images):
-            volume = sitk.GetImageFromArray(image.astype(np.float32))
-            volume.SetSpacing([float(s) for s in spacing])
-            sitk.WriteImage(volume, str(tmp_dir / f"sample_{i:03d}{suffix}"), useCompression=True)
-        middle = images if prep.dims == 2 else images[:, images.shape[1] // 2]
-        sitk.WriteImage(sitk.GetImageFromArray(tile_grid(to_uint8(middle))), str(tmp_dir / "samples.png"))
-        summary = {"count": count, "steps": steps, "method": method, "seed": seed, "model": str(model_dir),
-                   "out": str(out_dir), "grid": str(out_dir / "samples.png")}
-        write_json_atomic(tmp_dir / "samples.json", summary)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp_dir.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    reporter.done(out=str(out_dir))
-    return summary
+
+def _write_samples(images: np.ndarray, prep: Preprocessing, folder: Path) -> None:
+    """One image file per sample (NRRD in 2D, NIfTI in 3D) and ``samples.png``, the grid to look at."""
+    spacing = prep.spacing or [1.0] * prep.dims
+    suffix = ".nrrd" if prep.dims == 2 else ".nii.gz"
+    for i, image in enumerate(images):
+        volume = sitk.GetImageFromArray(image.astype(np.float32))
+        volume.SetSpacing([float(s) for s in spacing])
+        sitk.WriteImage(volume, str(folder / f"sample_{i:03d}{suffix}"), useCompression=True)
+    middle = images if prep.dims == 2 else images[:, images.shape[1] // 2]
+    sitk.WriteImage(sitk.GetImageFromArray(tile_grid(to_uint8(middle))), str(folder / "samples.png"))

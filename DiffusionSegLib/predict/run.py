@@ -20,7 +20,7 @@ from ..landmarks.overlay import write_landmark_overlay_png
 from ..vocabulary import LANDMARK_FILE_SUFFIX, PREDICTION_LABELMAP_FORMATS, SEGMENTATION_FILE_SUFFIX, case_name
 from ..vocabulary import PREDICTION_CONFIDENCE_FILE as CONFIDENCE_FILE
 from ..imageio.verify import verify_images
-from ..runlock import RunLock
+from ..training.guard import CommandGuard
 from ..training.progress import Reporter
 from .confidence import landmark_confidence, segmentation_confidence
 from .engine import LoadedModel, load_task_model, network_output, on_grid
@@ -93,19 +93,19 @@ def predict(opts: PredictOptions) -> dict:
     Landmarks: ``<case>.mrk.json`` and ``<case>.csv`` (+ ``<case>_overlay.png`` in 2D).
     Every file is written atomically, and existing files are never overwritten.
     """
-    bad = [f for f in opts.formats if f not in LABELMAP_FORMATS]
-    if bad:
-        raise UserError(f"unknown output format(s) {', '.join(bad)}.",
-                        fix=f"use --format with {', '.join(LABELMAP_FORMATS)}.")
     out = Path(opts.out)
-    with RunLock(out, "output folder"):
-        return _predict(opts, out)
+    reporter = Reporter("predict", opts.progress)
+    with CommandGuard(reporter, out):  # one run per output folder; the error event on failure
+        bad = [f for f in opts.formats if f not in LABELMAP_FORMATS]
+        if bad:
+            raise UserError(f"unknown output format(s) {', '.join(bad)}.",
+                            fix=f"use --format with {', '.join(LABELMAP_FORMATS)}.")
+        return _predict(opts, out, reporter)
 
 
-def _predict(opts: PredictOptions, out: Path) -> dict:
+def _predict(opts: PredictOptions, out: Path, reporter: Reporter) -> dict:
     model = load_task_model(opts.model, opts.device, opts.precision)
     paths = list_images(opts.images)
-    reporter = Reporter("predict", opts.progress)
     verify_images(paths, model.config.dims, log=reporter.log)
     suffix = SEGMENTATION_FILE_SUFFIX if model.kind == "segmentation" else LANDMARK_FILE_SUFFIX
     clashes = [p for p in paths if (out / f"{case_name(p)}{suffix}").exists()]

@@ -25,7 +25,9 @@ from ..atomic import write_atomic, write_json_atomic
 from ..errors import UserError
 from ..finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, annotation_files
 from ..imageio import list_images, read_image
+from ..imageio.verify import verify_images
 from ..vocabulary import case_name
+from ..training.guard import CommandGuard
 from ..training.progress import Reporter
 from . import select
 from .cache import FeatureCache, image_key, model_key, weights_sha256
@@ -140,12 +142,20 @@ def pool_features(extractor, cache: FeatureCache, paths: list[Path], on_image=No
 
 def suggest(opts: SuggestOptions) -> dict:
     """Rank ``opts.count`` unlabeled images of ``opts.images``; write the JSON and CSV; return the report."""
+    reporter = Reporter("suggest", opts.progress)
+    with CommandGuard(reporter):  # the error event; two files written atomically need no folder policy
+        return _suggest(opts, reporter)
+
+
+def _suggest(opts: SuggestOptions, reporter: Reporter) -> dict:
     t0 = time.monotonic()
     if opts.count < 1:
         raise UserError(f"--count {opts.count} asks for no case.", fix="use --count 1 or more.")
     extractor = load_extractor(opts.model, opts.device, opts.precision)
     kind = extractor.kind
     paths = list_images(opts.images)
+    # Every image decoded once up front, as predict does: a bad one ends the run before any feature is cached.
+    verify_images(paths, extractor.preprocessing.dims, log=reporter.log)
     names = [case_name(p) for p in paths]
     labeled, folder = _labeled(opts, kind, set(names))
     strategy = _strategy(opts, kind, labeled)
@@ -155,7 +165,6 @@ def suggest(opts: SuggestOptions) -> dict:
                         f"({len(paths)} images, {len(labeled)} labeled).", path=opts.images,
                         fix=f"use --count {free} or less, or add images." if free else "add unlabeled images.")
     json_path, csv_path = output_paths(opts.out)
-    reporter = Reporter("suggest", opts.progress)
 
     weights = weights_sha256(extractor.weights)
     cache = open_cache(opts, extractor, weights)

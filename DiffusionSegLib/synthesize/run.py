@@ -14,7 +14,6 @@ models get 0..1000), so ``finetune`` and ``predict`` read them like any image.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +31,8 @@ from ..nets import NetworkConfig, build_unet
 from ..predict.engine import LoadedModel, load_task_model
 from ..training.checkpoint import load_model_config, load_weights
 from ..training.device import Precision, choose_device
+from ..training.guard import CommandGuard
+from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
 from .cases import case_folder, confidence_summary, write_label, write_new_image, write_report
 from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
@@ -112,8 +113,17 @@ def to_image(pixels: np.ndarray, normalisation: dict, spacing: list[float]) -> s
 def synthesize(opts: SynthesizeOptions) -> dict:
     """Draw ``opts.count`` images, label them, write the confident ones as cases; returns the summary."""
     out = Path(opts.out)
-    if out.exists() and any(out.iterdir()):
-        raise UserError("the output folder exists and is not empty.", path=out, fix="choose a new --out.")
+    reporter = Reporter("synthesize", opts.progress)
+    with CommandGuard(reporter, out):
+        check_output_folder(out)
+        summary = _synthesize(opts, out, reporter)
+    reporter.log(f"kept {summary['kept']} of {summary['total']} "
+                 f"(confidence quartiles {summary['confidence_quartiles']})")
+    reporter.done(**{k: summary[k] for k in ("out", "kept", "rejected", "total")})
+    return summary
+
+
+def _synthesize(opts: SynthesizeOptions, out: Path, reporter: Reporter) -> dict:
     dev = choose_device(opts.device)
     precision = Precision.choose(dev, opts.precision)
     denoiser, prep, diffusion = load_denoiser(opts.pretrained, dev)
@@ -122,20 +132,14 @@ def synthesize(opts: SynthesizeOptions) -> dict:
     measure = check_measure(task.kind, opts.measure)
     threshold = DEFAULT_MIN_CONFIDENCE[task.kind] if opts.min_confidence is None else opts.min_confidence
     spacing = sample_spacing(prep, task)
-    reporter = Reporter("synthesize", opts.progress)
     batches = [min(opts.batch_size, opts.count - start) for start in range(0, opts.count, opts.batch_size)]
     total = len(batches) * opts.steps
     reporter.start(total, out=str(out), count=opts.count)
     reporter.log(f"drawing {opts.count} {prep.dims}D image(s) of {list(prep.patch_size)} pixels in "
                  f"{len(batches)} batch(es) of {opts.steps} DDIM steps; keeping {task.kind} labels with "
                  f"{measure} confidence >= {threshold:g}")
-
-    # Written into a hidden sibling folder, renamed at the end: no half-written output.
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     rows: list[dict] = []
-    try:
+    with staged_folder(out) as tmp:
         index = 0
         for b, size in enumerate(batches):
             generator = torch.Generator().manual_seed(opts.seed * 100_003 + b)
@@ -167,13 +171,4 @@ def synthesize(opts: SynthesizeOptions) -> dict:
                    "count": opts.count, "steps": opts.steps, "batch_size": opts.batch_size, "seed": opts.seed,
                    "spacing": spacing, **stats, "out": str(out)}
         write_report(tmp, REPORT_NAME, summary, rows)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    reporter.log(f"kept {stats['kept']} of {stats['total']} (confidence quartiles {stats['confidence_quartiles']})")
-    reporter.done(**{k: summary[k] for k in ("out", "kept", "rejected", "total")})
     return summary

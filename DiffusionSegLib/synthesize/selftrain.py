@@ -30,6 +30,8 @@ from ..finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, labeled_c
 from ..finetune.run import FinetuneOptions, finetune
 from .. import modelconfig
 from ..training.checkpoint import WEIGHTS_NAME, load_model_config
+from ..training.guard import CommandGuard
+from ..training.outputs import fresh_folder
 from ..training.progress import Reporter, new_run_dir
 from .cases import case_folder, confidence_summary, link_image, write_label, write_report
 from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
@@ -83,36 +85,23 @@ def _install_model(source: Path, out: Path, selftrain: dict) -> None:
 def selftrain(opts: SelftrainOptions) -> dict:
     """Run the rounds and write the final model to ``opts.finetune.out``; returns the summary."""
     base = opts.finetune
-    if opts.rounds < 1:
-        raise UserError(f"--rounds must be 1 or more, not {opts.rounds}.", fix="pass --rounds 1 or 2.")
     out = Path(base.out)
-    suffixes = SEGMENTATION_SUFFIXES if base.task == "segmentation" else LANDMARK_SUFFIXES
-    labeled = {c.name for c in labeled_cases(base.images, base.annotations, suffixes)}
-    unlabeled = [p for p in list_images(base.images) if case_name(p) not in labeled]
-    if not unlabeled:
-        raise UserError("every image has an annotation, so there is nothing to pseudo-label.", path=base.images,
-                        fix="put the unlabeled images (those pretraining used) in --images too, or use "
-                            "`diffusionseg finetune`.")
-    if out.exists() and any(out.iterdir()):
-        if not base.overwrite:
-            raise UserError("the output folder exists and is not empty.", path=out,
-                            fix="choose a new --out, or pass --overwrite to replace that model.")
-        shutil.rmtree(out)
-    created = not out.exists()
-    run_dir = new_run_dir(out / "runs", "selftrain")
     reporter = Reporter("selftrain", base.progress)
-    reporter.attach(run_dir / "events.jsonl")
-    try:
-        summary = _rounds(opts, out, run_dir, reporter, sorted(labeled), unlabeled)
-    except BaseException as exc:
-        if isinstance(exc, UserError):
-            reporter.error(exc.render())
-        else:
-            reporter.close()
-        if created:  # nothing half-written: the folder goes, as finetune's own does
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    return summary
+    with CommandGuard(reporter, out) as guard:  # a failure leaves nothing half-written, as finetune
+        if opts.rounds < 1:
+            raise UserError(f"--rounds must be 1 or more, not {opts.rounds}.", fix="pass --rounds 1 or 2.")
+        suffixes = SEGMENTATION_SUFFIXES if base.task == "segmentation" else LANDMARK_SUFFIXES
+        labeled = {c.name for c in labeled_cases(base.images, base.annotations, suffixes)}
+        unlabeled = [p for p in list_images(base.images) if case_name(p) not in labeled]
+        if not unlabeled:
+            raise UserError("every image has an annotation, so there is nothing to pseudo-label.",
+                            path=base.images, fix="put the unlabeled images (those pretraining used) in --images "
+                                                  "too, or use `diffusionseg finetune`.")
+        guard.created = fresh_folder(out, overwrite=base.overwrite,
+                                     fix="choose a new --out, or pass --overwrite to replace that model.")
+        run_dir = new_run_dir(out / "runs", "selftrain")
+        reporter.attach(run_dir / "events.jsonl")
+        return _rounds(opts, out, run_dir, reporter, sorted(labeled), unlabeled)
 
 
 def _rounds(opts: SelftrainOptions, out: Path, run_dir: Path, reporter: Reporter, labeled: list[str],

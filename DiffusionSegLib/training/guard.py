@@ -1,4 +1,4 @@
-"""What every training command does when it fails: report it once, leave nothing half-written."""
+"""What every command does around its work: one run at a time, one ``error`` event, nothing half-written."""
 
 from __future__ import annotations
 
@@ -7,42 +7,65 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from ..atomic import remove_partials
-from ..errors import UserError
+from ..errors import UserError, as_user_error
 from ..runlock import RunLock, project_of
 from .. import modelconfig
 from .checkpoint import CONFIG_NAME, STATE_NAME, WEIGHTS_NAME
 from .distributed import DistContext
+from .outputs import fresh_folder
 from .progress import Reporter
 
+_ON_STDOUT = "_diffusionseg_error_event_sent"
 
-class RunGuard:
-    """Context manager around a training run that writes the model folder ``out_dir``.
 
-    On entry (rank 0) it takes the run lock of ``out_dir`` and, when ``out_dir`` lies in
-    a project folder, of the project (see :mod:`DiffusionSegLib.runlock`): a second run
-    on either is refused. On failure (a UserError, a crash, Ctrl-C or the Slicer
-    module's cancel) it emits the ``error`` event, and removes ``out_dir`` if this run
-    created it and never wrote a checkpoint, so a failed run leaves either nothing or a
-    resumable checkpoint. The locks are released and the process group is always
-    closed. Set ``created`` once the run has made ``out_dir``.
+def report_failure(reporter: Reporter, exc: BaseException) -> None:
+    """Emit the ``error`` event for a failure the user can fix; close the progress bar in any case.
+
+    A UserError, or an OSError the user fixes (a full disk, no permission), is reported;
+    a bug or an interrupt is not (its traceback, or exit code 130, says it). Commands
+    nest (demo runs pretrain, curve runs finetune): the Slicer module reading stdout gets
+    one event per failure, from the innermost command that speaks JSON there.
+    """
+    error = as_user_error(exc)
+    if error is None or (reporter.mode == "json" and getattr(exc, _ON_STDOUT, False)):
+        reporter.close()
+        return
+    reporter.error(error.render())
+    if reporter.mode == "json" and reporter.enabled:
+        setattr(exc, _ON_STDOUT, True)
+
+
+class CommandGuard:
+    """Context manager around one command that writes ``out`` (a folder or a file prefix).
+
+    On entry it takes the run lock of ``out`` (when given) and, with ``project``, of the
+    project folder ``out`` lies in (see :mod:`DiffusionSegLib.runlock`): a second run on
+    either is refused. On failure (a UserError, a crash, Ctrl-C or the Slicer module's
+    cancel) it reports it (:func:`report_failure`) and, if the command made ``out`` (it
+    sets ``created``) and :meth:`_discard` agrees, removes ``out``. The locks are always
+    released.
+
+    Args:
+        is_main: False on ranks other than 0 of a distributed run: they neither lock nor remove.
     """
 
-    def __init__(self, reporter: Reporter, ctx: DistContext, out_dir: Path):
+    def __init__(self, reporter: Reporter, out: str | Path | None = None, *, project: bool = False,
+                 is_main: bool = True):
         self.reporter = reporter
-        self.ctx = ctx
-        self.out_dir = Path(out_dir)
+        self.out = None if out is None else Path(out)
+        self.project = project
+        self.is_main = is_main
         self.created = False
         self._locks = ExitStack()
 
-    def __enter__(self) -> "RunGuard":
-        if self.ctx.is_main:
+    def __enter__(self):
+        if self.is_main and self.out is not None:
             try:
-                project = project_of(self.out_dir)
+                project = project_of(self.out) if self.project else None
                 if project is not None:
                     self._locks.enter_context(RunLock(project, "project (a training run is using it)"))
-                self._locks.enter_context(RunLock(self.out_dir, "output folder"))
+                self._locks.enter_context(RunLock(self.out, "output folder"))
             except BaseException as exc:
-                self._locks.close()
                 self.__exit__(type(exc), exc, None)
                 raise
         return self
@@ -50,22 +73,43 @@ class RunGuard:
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
             if exc is not None:
-                if isinstance(exc, UserError):
-                    self.reporter.error(exc.render())
-                else:
-                    self.reporter.close()
-                if self.created and self.ctx.is_main and not (self.out_dir / STATE_NAME).exists():
-                    shutil.rmtree(self.out_dir, ignore_errors=True)
+                report_failure(self.reporter, exc)
+                if self.created and self.is_main and self._discard():
+                    shutil.rmtree(self.out, ignore_errors=True)
         finally:
-            try:
-                self._locks.close()
-            finally:
-                self.ctx.close()
+            self._locks.close()
         return False
+
+    def _discard(self) -> bool:
+        """Whether a failed run's ``out`` goes (it does: nothing half-written is kept)."""
+        return True
+
+
+class RunGuard(CommandGuard):
+    """The guard of a training run writing the model folder ``out_dir`` in place (pretrain, finetune).
+
+    As :class:`CommandGuard`, locking the project too; a failed run's ``out_dir`` is
+    removed only if it never wrote a checkpoint, so a failed run leaves either nothing
+    or a resumable checkpoint; and the process group is always closed.
+    """
+
+    def __init__(self, reporter: Reporter, ctx: DistContext, out_dir: Path):
+        super().__init__(reporter, out_dir, project=True, is_main=ctx.is_main)
+        self.ctx = ctx
+        self.out_dir = self.out
+
+    def _discard(self) -> bool:
+        return not (self.out_dir / STATE_NAME).exists()
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            return super().__exit__(exc_type, exc, tb)
+        finally:
+            self.ctx.close()
 
 
 def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> tuple[bool, bool]:
-    """The one output-folder policy of the training commands (call it holding the run lock).
+    """The output folder of a training run, written in place so that it can resume (call it holding the run lock).
 
     - ``resume``: continue from the last complete checkpoint in ``out``. When the run was
       interrupted before its first checkpoint (``out`` holds only its ``runs/`` log and
@@ -92,14 +136,8 @@ def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> tuple[bool, 
                             fix="drop --resume to start a new run, or pass the folder of the interrupted run.")
         remove_partials(out)
         return False, False  # interrupted before its first checkpoint: start again
-    if out.exists() and any(out.iterdir()):
-        if not (overwrite and (out / CONFIG_NAME).is_file()):
-            raise UserError("the output folder exists and is not empty.", path=out,
-                            fix="choose a new --out, use --resume to continue a run, "
-                                "or --overwrite to replace a model.")
-        shutil.rmtree(out)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    created = fresh_folder(out, overwrite=overwrite,
+                           fix="choose a new --out, use --resume to continue a run, or --overwrite to replace a model.")
     return created, False
 
 

@@ -60,6 +60,8 @@ class Reporter:
         self._buffer.clear()
 
     def _append(self, event: dict) -> None:
+        if not self.events_path.parent.is_dir():
+            return  # a failed run's folder was removed (nothing half-written is kept), its log with it
         with open(self.events_path, "a") as f:
             f.write(json.dumps(event) + "\n")
 
