@@ -11,9 +11,13 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--precision", default=Precision.AUTO.value, choices=PRECISIONS,
                         help="auto: bf16/fp16 mixed precision on GPUs, fp32 on the CPU")
+    add_progress_option(parser)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", default=Progress.BAR.value, choices=PROGRESS_MODES,
                         help="json: one event per line on stdout (for the Slicer module); bar: a progress bar")
-    parser.add_argument("--seed", type=int, default=0)
 
 
 def positive_int(text: str) -> int:

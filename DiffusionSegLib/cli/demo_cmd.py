@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..vocabulary import PROGRESS_MODES, Progress
-from .common import positive_int
+from .common import add_progress_option, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -18,7 +17,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--pretrain-iterations", type=positive_int, default=400)
     p.add_argument("--finetune-iterations", type=positive_int, default=200)
     p.add_argument("--device", default="auto")
-    p.add_argument("--progress", default=Progress.BAR.value, choices=PROGRESS_MODES)
+    add_progress_option(p)
     p.set_defaults(run=run)
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .common import add_progress_option
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="score predictions against reference annotations",
@@ -17,10 +19,28 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", help="class names for label maps, comma-separated")
     p.add_argument("--images", type=Path, help="segmentation: the images, to check geometry against")
     p.add_argument("--out", type=Path, help="report file (.json; a .csv is written beside it)")
+    add_progress_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import jsonable
+    from ..training.guard import CommandGuard
+    from ..training.progress import Reporter
+
+    reporter = Reporter("evaluate", args.progress)
+    with CommandGuard(reporter):  # the error event; the report files are written atomically
+        result = evaluate(args)
+    # NaN (e.g. HD95 of a structure absent from both) is written as null: stdout stays valid JSON.
+    if args.progress == "json":
+        reporter.done(**jsonable(result))
+    else:
+        print(json.dumps(jsonable(result), indent=2, default=str))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    """Score, write the report when ``--out`` is given; returns ``{"summary", "headline"}``."""
     from ..errors import UserError
 
     if (args.labels is None) == (args.landmarks is None):
@@ -41,8 +61,4 @@ def run(args: argparse.Namespace) -> int:
                     "sd_mm": overall["sd_mm"], "sdr_percent": overall["sdr_percent"]}
     if args.out is not None:
         write_report(results, args.out, args.out.with_suffix(".csv"))
-    from ..atomic import jsonable
-
-    # NaN (e.g. HD95 of a structure absent from both) prints as null: stdout stays valid JSON.
-    print(json.dumps(jsonable({"summary": results["summary"], "headline": headline}), indent=2, default=str))
-    return 0
+    return {"summary": results["summary"], "headline": headline}
