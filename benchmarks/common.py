@@ -49,6 +49,25 @@ def hold_out(train: list[str], k: int, seed: int = 7) -> tuple[list[str], list[s
     return [c for c in train if c not in held], sorted(held)
 
 
+def scored_sets(train: list[str], tests: dict[str, list[str]], args, src: Path, suffix: str
+                ) -> tuple[list[str], dict[str, list[str]], dict[str, Path]]:
+    """(training pool, scored cases per set, folder of links to each set's images) for a benchmark run.
+
+    ``tests``: the test sets by name, in order (the first gives the headline numbers). With
+    ``args.validate`` they are replaced by one set, "validation": K cases held out of
+    ``train`` (the test sets are never read); ``args.test_limit`` keeps the first cases only.
+    """
+    if args.validate:  # learning rates and timesteps are chosen here, on training cases only
+        train, held = hold_out(train, args.validate)
+        tests = {"validation": held}
+    scored, folders = {}, {}
+    for name, cases in tests.items():
+        cases = cases[: args.test_limit] if args.test_limit else cases
+        folder = f"validation-{len(cases)}" if args.validate else f"{name}-images-{len(cases)}"
+        scored[name], folders[name] = cases, link_subset(cases, src, args.work / folder, suffix)
+    return train, scored, folders
+
+
 def scored_split(cases: list[str], args, src: Path, suffix: str) -> tuple[list[str], list[str], Path]:
     """(training pool, scored cases, folder of links to the scored images) for a benchmark run.
 
@@ -56,11 +75,9 @@ def scored_split(cases: list[str], args, src: Path, suffix: str) -> tuple[list[s
     training half; ``args.test_limit`` keeps the first cases only.
     """
     train, test = split(cases)
-    if args.validate:  # learning rates and timesteps are chosen here, on training cases only
-        train, test = hold_out(train, args.validate)
-    test = test[: args.test_limit] if args.test_limit else test
-    name = f"validation-{len(test)}" if args.validate else f"test-images-{len(test)}"
-    return train, test, link_subset(test, src, args.work / name, suffix)
+    train, scored, folders = scored_sets(train, {"test": test}, args, src, suffix)
+    (name,) = scored
+    return train, scored[name], folders[name]
 
 
 def open_report(json_path: Path, args) -> dict:
@@ -137,9 +154,12 @@ def pretraining_record(model_dir: Path | None) -> dict | None:
     return record
 
 
-def paired_bootstrap(a: dict, b: dict, resamples: int = 10_000, seed: int = 0) -> dict | None:
+def paired_bootstrap(a: dict, b: dict, resamples: int = 10_000, seed: int = 0,
+                     higher_is_better: bool = True) -> dict | None:
     """Mean of the paired difference a - b over the keys (draws) both have, with a 95% percentile
-    bootstrap interval (draws resampled with replacement, numpy, seeded); None without pairs."""
+    bootstrap interval (draws resampled with replacement, numpy, seeded); None without pairs.
+    "wins": the draws where a is better than b (a larger difference, or a smaller one for a
+    metric where lower is better, such as an error in mm)."""
     keys = sorted(set(a) & set(b))
     if not keys:
         return None
@@ -147,8 +167,9 @@ def paired_bootstrap(a: dict, b: dict, resamples: int = 10_000, seed: int = 0) -
     rng = np.random.default_rng(seed)
     means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
+    wins = int((diff > 0 if higher_is_better else diff < 0).sum())
     return {"mean": float(diff.mean()), "ci95": [float(low), float(high)], "pairs": len(keys),
-            "wins": int((diff > 0).sum()), "differences": [float(d) for d in diff], "resamples": resamples,
+            "wins": wins, "differences": [float(d) for d in diff], "resamples": resamples,
             "seed": seed}
 
 
@@ -172,6 +193,16 @@ def table(records: list[dict], metric: str, label: str, scale: float = 1.0, digi
             cells.append(f"{np.mean(v):.{digits}f} ± {np.std(v):.{digits}f} ({len(v)})" if v else "-")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def by_setting(records: list[dict], augmentation: bool = False) -> list[dict]:
+    """The records with each (learning rate, steps) of a sweep as its own method, for tables and plots;
+    with ``augmentation`` each recipe of the sweep too (otherwise a column pools them)."""
+    def name(r):
+        recipe = f", {r['augmentation']}" if augmentation and r.get("augmentation") else ""
+        return f"{r['method']} (lr {r['learning_rate']:g}, {r['iterations']} steps{recipe})"
+
+    return [{**r, "method": name(r)} if "iterations" in r else r for r in records]
 
 
 def plot(records: list[dict], metric: str, ylabel: str, title: str, path: Path, scale: float = 1.0) -> None:

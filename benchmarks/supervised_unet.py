@@ -1,20 +1,23 @@
 """The plain supervised baseline: a MONAI BasicUNet trained nnU-Net-style from scratch on the N labeled cases.
 
 What a user who does not pretrain would run instead of DiffusionSeg: no diffusion model,
-no pretraining, a standard segmentation U-Net (instance norm, LeakyReLU, no timestep path)
-with strong augmentation (random affine, elastic, intensity scale/shift, gamma, noise: the
-``strong`` recipe of DiffusionSegLib/data/augment.py, which this baseline's recipe became),
-DiceCE, Adam with warm-up and cosine decay. Everything else is shared with the DiffusionSeg
-methods so the comparison is paired and fair:
+no pretraining, a standard U-Net (instance norm, LeakyReLU, no timestep path) with strong
+augmentation (random affine, elastic, intensity scale/shift, gamma, noise: the ``strong``
+recipe of DiffusionSegLib/data/augment.py, which this baseline's recipe became), the task's
+own loss (segmentation: DiceCE; landmarks: spatial-softmax cross-entropy on Gaussian
+heatmaps), Adam with warm-up and cosine decay. Everything else is shared with the
+DiffusionSeg methods so the comparison is paired and fair:
 
-- the same cases (the benchmark's draw), read by the product's own ``SegmentationTask.load``,
+- the same cases (the benchmark's draw), read by the product's own task
+  (``SegmentationTask.load`` or ``LandmarkTask.load`` of DiffusionSegLib/finetune/tasks.py),
 - the same preprocessing (``choose_preprocessing``: x-ray percentile normalisation, whole
   image resized to the fine-tuning size, e.g. 64x64),
-- the same prediction path (``predict_segmentation``: softmax resampled back to the
-  256x256 image grid, then arg-max) and the same ``.seg.nrrd`` writer,
-- scored by the caller with the same ``evaluate_segmentations``.
+- the same prediction path (``predict_segmentation``: softmax resampled back to the image
+  grid, then arg-max; ``predict_landmarks``: heatmap peaks mapped back to millimetres) and
+  the same ``.seg.nrrd`` / ``.mrk.json`` writers,
+- scored by the caller with the same ``evaluate_segmentations`` / ``evaluate_landmarks``.
 
-    from benchmarks.supervised_unet import SupervisedOptions, train_and_predict
+    from benchmarks.supervised_unet import SupervisedOptions, segmentation_task, train_and_predict
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -31,14 +35,16 @@ from monai.networks.nets import BasicUNet
 from DiffusionSegLib import modelconfig
 from DiffusionSegLib.data.augment import training_transform
 from DiffusionSegLib.data.sampler import StepBatchSampler
-from DiffusionSegLib.finetune.cases import SEGMENTATION_SUFFIXES, labeled_cases
-from DiffusionSegLib.finetune.tasks import SegmentationTask
+from DiffusionSegLib.finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, labeled_cases
+from DiffusionSegLib.finetune.tasks import LandmarkTask, SegmentationTask
 from DiffusionSegLib.imageio import list_images, read_image
 from DiffusionSegLib.labels import write_seg_nrrd
+from DiffusionSegLib.landmarks import write_mrk_json
 from DiffusionSegLib.nets import network_config
 from DiffusionSegLib.predict.engine import LoadedModel
-from DiffusionSegLib.predict.run import predict_segmentation
+from DiffusionSegLib.predict.run import predict_landmarks, predict_segmentation
 from DiffusionSegLib.project import DEFAULT_COLORS, case_name
+from DiffusionSegLib.vocabulary import LANDMARK_FILE_SUFFIX, SEGMENTATION_FILE_SUFFIX
 from DiffusionSegLib.training.device import Precision
 from DiffusionSegLib.training.pretrain import PretrainOptions, choose_preprocessing
 
@@ -69,22 +75,31 @@ def lr_at(opts: SupervisedOptions, step: int) -> float:
     return opts.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, classes: list[str],
-                      opts: SupervisedOptions) -> dict:
-    """Train on the cases labeled in ``labels``, predict every image of ``test_images`` into ``out``.
+def segmentation_task(classes: list[str]) -> SegmentationTask:
+    """The product's segmentation task for ``classes``, with the project's default colours."""
+    colors = [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(len(classes))]
+    return SegmentationTask(classes=list(classes), colors=colors)
 
-    Returns: ``{"final_loss", "train_seconds", "predict_seconds", "parameters", "options"}``.
+
+Task = Union[SegmentationTask, LandmarkTask]
+
+
+def train(images: Path, labels: Path, task: Task, opts: SupervisedOptions) -> tuple[LoadedModel, dict]:
+    """Train on the cases annotated in ``labels`` (label maps for segmentation, ``.mrk.json`` for landmarks).
+
+    Returns: (the trained network as the product's ``LoadedModel``, ``{"final_loss", "train_seconds",
+    "parameters", "options"}``).
     """
     torch.manual_seed(opts.seed)
-    cases = labeled_cases(images, labels, SEGMENTATION_SUFFIXES)
-    prep = choose_preprocessing(PretrainOptions(images=images, out=out, image_size=list(opts.image_size),
+    cases = labeled_cases(images, labels, SEGMENTATION_SUFFIXES if task.kind == "segmentation" else LANDMARK_SUFFIXES)
+    # (choose_preprocessing reads no output folder: ``out`` only fills the options' required field)
+    prep = choose_preprocessing(PretrainOptions(images=images, out=labels, image_size=list(opts.image_size),
                                                 modality="xray"), 2, cases[0].image, network_config("tiny", 2))
-    colors = [list(DEFAULT_COLORS[i % len(DEFAULT_COLORS)]) for i in range(len(classes))]
-    task = SegmentationTask(classes=list(classes), colors=colors)
     loaded = [task.load(case, prep) for case in cases]
     net = build_network(task.out_channels)
     optimizer = torch.optim.Adam(net.parameters(), lr=opts.learning_rate, weight_decay=opts.weight_decay)
-    transform = training_transform(tuple(reversed(opts.image_size)), label_keys=("label",), recipe=opts.augmentation)
+    transform = training_transform(tuple(reversed(opts.image_size)), image_keys=task.image_keys,
+                                   label_keys=task.label_keys, recipe=opts.augmentation)
     sampler = StepBatchSampler(len(cases), opts.batch_size, opts.iterations, seed=opts.seed)
 
     t0 = time.monotonic()
@@ -95,8 +110,9 @@ def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, 
         for index, aug_seed in batch_items:
             out_case = transform({k: v.copy() for k, v in loaded[index].items()}, aug_seed)
             items.append({k: torch.as_tensor(np.asarray(v)) for k, v in out_case.items()})
-        batch = {"image": torch.stack([i["image"].float() for i in items]),
-                 "label": torch.stack([i["label"].long() for i in items])}
+        # Images and heatmaps as floats, class-index label maps as integers.
+        batch = {**{k: torch.stack([i[k].float() for i in items]) for k in task.image_keys},
+                 **{k: torch.stack([i[k].long() for i in items]) for k in task.label_keys}}
         for group in optimizer.param_groups:
             group["lr"] = lr_at(opts, step)
         loss = task.loss(net(batch["image"]), batch)
@@ -107,20 +123,43 @@ def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, 
         losses.append(loss.item())
     train_s = time.monotonic() - t0
 
-    t1 = time.monotonic()
     net.eval()
     device = torch.device("cpu")
     # What prediction reads of a model's config: its kind, dims and task (this U-Net is no diffusion U-Net).
-    config = modelconfig.ModelConfig(kind="segmentation", dims=2, network=None,
+    task_config = modelconfig.SegmentationTask if task.kind == "segmentation" else modelconfig.LandmarkTask
+    config = modelconfig.ModelConfig(kind=task.kind, dims=2, network=None,
                                      preprocessing=modelconfig.Preprocessing.from_dict(prep.to_dict()),
-                                     task=modelconfig.SegmentationTask(**task.describe()))
+                                     task=task_config(**task.describe()))
     model = LoadedModel(config=config, network=net,
                         preprocessing=prep, device=device, precision=Precision.choose(device, "fp32"))
+    return model, {"final_loss": float(np.mean(losses[-20:])), "train_seconds": round(train_s, 1),
+                   "parameters": sum(p.numel() for p in net.parameters()), "options": asdict(opts)}
+
+
+def predict_folder(model: LoadedModel, test_images: Path, out: Path) -> float:
+    """Predict every image of ``test_images`` into ``out`` through the product's prediction path
+    (``<case>.seg.nrrd`` or ``<case>.mrk.json``); returns the seconds it took."""
+    t1 = time.monotonic()
+    task = model.config.task
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         for path in list_images(test_images):
-            labelmap = predict_segmentation(model, read_image(path))
-            write_seg_nrrd(labelmap, out / f"{case_name(path)}.seg.nrrd", classes, colors)
-    return {"final_loss": float(np.mean(losses[-20:])), "train_seconds": round(train_s, 1),
-            "predict_seconds": round(time.monotonic() - t1, 1),
-            "parameters": sum(p.numel() for p in net.parameters()), "options": asdict(opts)}
+            if model.kind == "segmentation":
+                labelmap = predict_segmentation(model, read_image(path))
+                write_seg_nrrd(labelmap, out / f"{case_name(path)}{SEGMENTATION_FILE_SUFFIX}", task.classes,
+                               task.colors)
+            else:
+                write_mrk_json(predict_landmarks(model, read_image(path)),
+                               out / f"{case_name(path)}{LANDMARK_FILE_SUFFIX}")
+    return round(time.monotonic() - t1, 1)
+
+
+def train_and_predict(images: Path, labels: Path, test_images: Path, out: Path, task: Task,
+                      opts: SupervisedOptions) -> dict:
+    """Train on the cases labeled in ``labels``, predict every image of ``test_images`` into ``out``.
+
+    ``task``: ``segmentation_task(classes)``, or a ``LandmarkTask(names, sigma_mm)``.
+    Returns: ``{"final_loss", "train_seconds", "predict_seconds", "parameters", "options"}``.
+    """
+    model, summary = train(images, labels, task, opts)
+    return {**summary, "predict_seconds": predict_folder(model, test_images, out)}

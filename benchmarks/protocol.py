@@ -1,0 +1,154 @@
+"""The benchmark protocol of issue 17, shared by segmentation_jsrt.py and landmarks_isbi.py.
+
+- the command line (``add_arguments``): methods, N, draws, the learning-rate, step and
+  augmentation grids (every combination one variant, run by ``common.run_grid``),
+  ``--settings`` (the ``choice.json`` that ``report.py`` writes from a validation sweep
+  replaces the grids, per method and N), ``--validate K``, ``--seeds-outer``, ``--quick``;
+- one run (``Run``): the methods ``ddpm`` and ``other`` fine-tune a pretrained model and
+  ``random`` the same U-Net from random weights (the product's ``finetune`` and
+  ``predict``), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py;
+- the fields every record carries beside its scores (``Run.record``): the settings it ran
+  with, where they came from, whether it was scored on validation or test, wall times and,
+  for pretrained methods, the pretraining's own record. ``common.run_grid`` adds the
+  variant and the provenance (git commit, library versions, machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import pretraining_record
+from benchmarks.supervised_unet import SupervisedOptions, Task, predict_folder, train
+from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
+from DiffusionSegLib.predict.run import PredictOptions, predict
+from DiffusionSegLib.vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION
+
+
+def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: list[int], iterations: list[int],
+                  image_size: list[int], protocol: str, held_out_of: str, quick: str) -> None:
+    """The options every protocol benchmark has; ``protocol`` names its results folder
+    (``benchmarks/results/<protocol>/choice.json``), ``held_out_of`` what --validate holds cases out of."""
+    p.add_argument("--data", type=Path, default=data)
+    p.add_argument("--pretrained", type=Path, help="DDPM-pretrained model (needed by method ddpm)")
+    p.add_argument("--pretrained-other", type=Path, help="another pretraining (e.g. pretrain --objective masked)")
+    p.add_argument("--out", type=Path, required=True, help="results prefix: .json, .md and .png are written")
+    p.add_argument("--work", type=Path, default=work)
+    p.add_argument("--methods", nargs="+", default=["ddpm", "random"])
+    p.add_argument("--ns", type=int, nargs="+", default=ns)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--iterations", type=int, nargs="+", default=iterations, help="one value, or a grid to sweep")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, nargs="+", default=[1e-3], help="one value, or a grid to sweep")
+    p.add_argument("--augmentation", nargs="+", default=[DEFAULT_AUGMENTATION], choices=AUGMENTATIONS,
+                   help="fine-tuning augmentation of the DiffusionSeg methods: one recipe, or a grid to sweep")
+    p.add_argument("--settings", type=Path,
+                   help="JSON with the learning rate and steps per method and N chosen on validation "
+                        f"(benchmarks/results/{protocol}/choice.json); replaces --lr and --iterations")
+    p.add_argument("--seeds-outer", action="store_true",
+                   help="run draw by draw (every N of a draw before the next draw), so a stopped grid has whole pairs")
+    p.add_argument("--timestep", type=int, default=0)
+    p.add_argument("--preset", default="small", help="for random init (must match the pretrained model)")
+    p.add_argument("--image-size", type=int, nargs=2, default=image_size)
+    p.add_argument("--test-limit", type=int, help="score only the first K test cases (quick mode)")
+    p.add_argument("--validate", type=int, metavar="K",
+                   help=f"tuning mode: score on K cases held out of {held_out_of} "
+                        "and draw the few-shot cases from the rest")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quick", action="store_true", help=quick)
+
+
+def check_inputs(args, dataset: str) -> None:
+    """Exit with the fix when the data or a method's pretrained model is missing."""
+    if not args.data.is_dir():
+        sys.exit(f"error: {args.data}: {dataset} data not found. Fix: pass --data (see ../shared/data/README.md).")
+    if "ddpm" in args.methods and args.pretrained is None:
+        sys.exit("error: method 'ddpm' needs --pretrained MODEL_DIR.")
+    if "other" in args.methods and args.pretrained_other is None:
+        sys.exit("error: method 'other' needs --pretrained-other MODEL_DIR.")
+
+
+def variants_for(args):
+    """``(method, n) -> [{"learning_rate", "iterations", "augmentation"}, ...]``: the --settings choice, else
+    the command-line grid (the supervised baseline has one augmentation, its own)."""
+    chosen = json.loads(args.settings.read_text())["choice"] if args.settings else None
+
+    def variants(method: str, n: int) -> list[dict]:
+        if chosen is not None:
+            per_n = chosen[method]  # {"1": {...}, "2": {...}}; another N takes the nearest N's setting
+            nearest = min(per_n, key=lambda k: (abs(int(k) - n), int(k)))
+            setting = per_n[nearest]
+            return [{"learning_rate": setting["learning_rate"], "iterations": setting["iterations"],
+                     # choices from before the augmentation sweep were all made with the then-only recipe
+                     **({} if method == "supervised" else {"augmentation": setting.get("augmentation", "mild")})}]
+        augmentations = ["strong"] if method == "supervised" else args.augmentation
+        return [{"learning_rate": lr, "iterations": it, **({} if method == "supervised" else {"augmentation": a})}
+                for lr in args.lr for it in args.iterations for a in augmentations]
+
+    return variants
+
+
+class Run:
+    """One method trained on one draw of N cases with one variant, in a fresh work folder.
+
+    ``Run(...)`` makes the folder; ``train`` fits the method; ``predict`` writes predictions of a
+    folder of images (the product's files); ``record`` gives the record and removes the folder.
+    """
+
+    def __init__(self, args, method: str, n: int, seed: int, variant: dict):
+        self.args, self.method, self.n, self.seed = args, method, n, seed
+        self.learning_rate, self.iterations = variant["learning_rate"], variant["iterations"]
+        # The supervised baseline always has its own (strong) recipe; the DiffusionSeg methods sweep theirs.
+        self.augmentation = SupervisedOptions.augmentation if method == "supervised" else variant["augmentation"]
+        self.folder = args.work / (f"{method}-n{n}-s{seed}-lr{self.learning_rate:g}-it{self.iterations}-"
+                                   f"{self.augmentation}")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.pretrained = {"ddpm": args.pretrained, "other": args.pretrained_other}.get(method)
+
+    def train(self, images: Path, annotations: Path, finetune_task: dict, supervised_task: Task) -> None:
+        """``finetune_task``: the task's FinetuneOptions (task and classes, or task and sigma_mm);
+        ``supervised_task``: the same task for the supervised baseline (supervised_unet.py)."""
+        args = self.args
+        self.started = time.monotonic()
+        if self.method == "supervised":
+            self.model, self.summary = train(images, annotations, supervised_task, SupervisedOptions(
+                iterations=self.iterations, batch_size=args.batch_size, learning_rate=self.learning_rate,
+                image_size=tuple(args.image_size), seed=self.seed))
+            self.train_seconds = self.summary["train_seconds"]
+            self.extra = {"recipe": {"network": "monai.networks.nets.BasicUNet", **self.summary["options"]},
+                          "parameters": self.summary["parameters"]}
+            return
+        self.summary = finetune(FinetuneOptions(
+            **finetune_task, images=images, annotations=annotations, out=self.folder / "model",
+            pretrained=self.pretrained, iterations=self.iterations, batch_size=args.batch_size,
+            learning_rate=self.learning_rate, timestep=args.timestep, preset=args.preset, image_size=args.image_size,
+            modality="xray", checkpoint_every=self.iterations, seed=self.seed, augmentation=self.augmentation,
+            device=args.device, progress="none"))
+        self.train_seconds = time.monotonic() - self.started
+        self.extra = {"pretraining": pretraining_record(self.pretrained)} if self.pretrained else {}
+
+    def predict(self, images: Path, out: Path) -> Path:
+        if self.method == "supervised":
+            predict_folder(self.model, images, out)
+        else:
+            predict(PredictOptions(model=self.folder / "model", images=images, out=out, device=self.args.device,
+                                   progress="none"))
+        return out
+
+    def record(self, cases: list[str], scores: dict, test_cases: int) -> dict:
+        """The record of this run (``scores``: the benchmark's metrics); the work folder is removed."""
+        args = self.args
+        record = {"method": self.method, "n": self.n, "seed": self.seed, "cases": cases, **scores,
+                  "finetune_seconds": round(self.train_seconds, 1),
+                  "wall_seconds": round(time.monotonic() - self.started, 1), "final_loss": self.summary["final_loss"],
+                  "test_cases": test_cases, "learning_rate": self.learning_rate, "iterations": self.iterations,
+                  "batch_size": args.batch_size, "image_size": list(args.image_size),
+                  "augmentation": self.augmentation, "timestep": None if self.method == "supervised" else args.timestep,
+                  "settings_from": str(args.settings) if args.settings else "command line",
+                  "scored_on": "validation" if args.validate else "test", **self.extra}
+        shutil.rmtree(self.folder, ignore_errors=True)
+        return record
