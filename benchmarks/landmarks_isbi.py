@@ -1,10 +1,19 @@
 """Few-shot landmark detection on ISBI 2015 cephalograms: DDPM-pretrained against baselines.
 
-For each method (DDPM-pretrained, random initialisation, and any other pretrained model
-given with --pretrained-other), each N (training images drawn from the official train
-split 001-150) and seed, fine-tune with the same budget, predict test1 (151-300), and
-score the mean radial error (MRE, mm) and the success detection rates (SDR at 2, 2.5,
-3, 4 mm). Results are appended after every run.
+For each method (DDPM-pretrained, random initialisation, "other": a model pretrained with
+another self-supervised objective, and "supervised": a plain MONAI BasicUNet trained from
+scratch on the heatmaps with the product's landmark loss and the strong augmentation
+recipe, see supervised_unet.py), each N (training images drawn from the official train
+split 001-150) and seed (a different draw, the same for every method), fine-tune, predict
+test1 (151-300) and test2 (301-400), and score the mean radial error (MRE, mm; lower is
+better) and the success detection rates (SDR at 2, 2.5, 3, 4 mm). Results are appended
+after every run.
+
+The protocol is JSRT's (benchmarks/protocol.py): ``--validate K`` scores K images held out
+of the train split instead of test1/test2 (which are then never read) and draws the N
+images from the rest; ``--lr``, ``--iterations`` and ``--augmentation`` take grids, every
+combination run; ``report.py isbi_protocol/validation`` writes the best per method and N to
+``choice.json``, which ``--settings`` then uses on test.
 
     python benchmarks/landmarks_isbi.py --pretrained MODEL_DIR --out benchmarks/results/landmarks_isbi
 """
@@ -13,18 +22,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import apply_quick, draw_cases, link_subset, open_report, plot, run_grid, table
-from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks
-from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
-from DiffusionSegLib.predict.run import PredictOptions, predict
+from benchmarks.common import (  # noqa: E402
+    apply_quick, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, table)
+from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
+from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks  # noqa: E402
+from DiffusionSegLib.finetune.cases import LANDMARK_SUFFIXES, annotation_files  # noqa: E402
+from DiffusionSegLib.finetune.tasks import LandmarkTask  # noqa: E402
+from DiffusionSegLib.landmarks import read_landmarks  # noqa: E402
 
 
 def splits(data: Path) -> dict[str, list[str]]:
@@ -33,83 +43,64 @@ def splits(data: Path) -> dict[str, list[str]]:
 
 
 def _scores(pred: Path, data: Path) -> dict:
-    overall = evaluate_landmarks(pred, data / "landmarks")["summary"]["overall"]
+    summary = evaluate_landmarks(pred, data / "landmarks")["summary"]
+    overall = summary["overall"]
     return {"mre_mm": overall["mre_mm"], "sd_mm": overall["sd_mm"], "sdr_percent": overall["sdr_percent"],
-            "sdr2": overall["sdr_percent"]["2"]}
+            "sdr2": overall["sdr_percent"]["2"], "n_cases": summary["n_cases"]}
 
 
-def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: dict[str, Path]) -> dict:
-    """Fine-tune on N drawn training images; the headline numbers are on the first test split."""
+def landmark_task(marks: Path, sigma_mm: float) -> LandmarkTask:
+    """The landmarks to learn as ``finetune`` names them: every name of the files, in order of first appearance."""
+    names = [n for path in annotation_files(marks, LANDMARK_SUFFIXES).values() for n in read_landmarks(path).names]
+    return LandmarkTask(names=list(dict.fromkeys(names)), sigma_mm=sigma_mm)
+
+
+def run_one(args, method: str, n: int, seed: int, train: list[str], scored: dict[str, Path], variant: dict) -> dict:
+    """Train on N drawn training images; the headline numbers are on the first scored set (test1, or validation)."""
     chosen = draw_cases(train, n, seed)
-    run = args.work / f"{method}-n{n}-s{seed}"
-    shutil.rmtree(run, ignore_errors=True)
-    marks = link_subset(chosen, args.data / "landmarks", run / "landmarks", ".mrk.json")
-    pretrained = {"ddpm": args.pretrained, "other": args.pretrained_other}.get(method)
-    t0 = time.monotonic()
-    summary = finetune(FinetuneOptions(
-        task="landmarks", images=args.data / "images", annotations=marks, out=run / "model", pretrained=pretrained,
-        iterations=args.iterations, batch_size=args.batch_size, learning_rate=args.lr, sigma_mm=args.sigma_mm,
-        preset=args.preset, image_size=args.image_size, modality="xray", checkpoint_every=args.iterations,
-        seed=seed, device=args.device, progress="none"))
-    train_s = time.monotonic() - t0
-    scores = {}
-    for name, images in test_images.items():
-        predict(PredictOptions(model=run / "model", images=images, out=run / f"pred-{name}", device=args.device,
-                               progress="none"))
-        scores[name] = _scores(run / f"pred-{name}", args.data)
-    shutil.rmtree(run, ignore_errors=True)
-    first = scores[args.test_splits[0]]
-    return {"method": method, "n": n, "seed": seed, "cases": chosen, **first, "splits": scores,
-            "finetune_seconds": round(train_s, 1), "final_loss": summary["final_loss"]}
+    run = Run(args, method, n, seed, variant)
+    marks = link_subset(chosen, args.data / "landmarks", run.folder / "landmarks", ".mrk.json")
+    run.train(args.data / "images", marks, {"task": "landmarks", "sigma_mm": args.sigma_mm},
+              landmark_task(marks, args.sigma_mm))
+    scores = {name: _scores(run.predict(images, run.folder / f"pred-{name}"), args.data)
+              for name, images in scored.items()}
+    first = scores[next(iter(scored))]
+    return run.record(chosen, {**first, "splits": scores}, first["n_cases"])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "isbi-ceph")
-    p.add_argument("--pretrained", type=Path, required=True, help="DDPM-pretrained model")
-    p.add_argument("--pretrained-other", type=Path, help="another pretraining (e.g. --objective masked)")
-    p.add_argument("--out", type=Path, required=True, help="results prefix: .json, .md and .png are written")
-    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "landmarks")
-    p.add_argument("--methods", nargs="+", default=["ddpm", "random"])
-    p.add_argument("--ns", type=int, nargs="+", default=[1, 5, 10, 25])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--iterations", type=int, default=500)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=1e-3)
+    add_arguments(p, data=REPO.parent / "shared" / "data" / "isbi-ceph",
+                  work=REPO / "benchmarks" / "work" / "landmarks", ns=[1, 5, 10, 25], iterations=[200],
+                  image_size=[64, 80], protocol="isbi_protocol",
+                  held_out_of="the official TRAINING split 001-150 (test1 and test2 are never read)",
+                  quick="N = 5 and 25, one seed, 150 iterations, 30 test1 images at 64x80: about 10 minutes")
     p.add_argument("--sigma-mm", type=float, default=3.0)
-    p.add_argument("--preset", default="small", help="for random init (must match the pretrained model)")
-    p.add_argument("--image-size", type=int, nargs=2, default=[128, 160])
     p.add_argument("--test-splits", nargs="+", default=["test1", "test2"],
                    help="scored splits; the first gives the headline numbers")
-    p.add_argument("--test-limit", type=int, help="score only the first K test images (quick mode)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quick", action="store_true",
-                   help="N = 5 and 25, one seed, 150 iterations, 30 test images at 64x80: about 10 minutes")
     args = p.parse_args()
-    apply_quick(args, {"ns": [5, 25], "seeds": [0], "iterations": 150, "test_limit": 30, "image_size": [64, 80],
+    apply_quick(args, {"ns": [5, 25], "seeds": [0], "iterations": [150], "test_limit": 30, "image_size": [64, 80],
                        "test_splits": ["test1"]})
-    if not args.data.is_dir():
-        sys.exit(f"error: {args.data}: ISBI data not found. Fix: pass --data (see ../shared/data/README.md).")
-    if "other" in args.methods and args.pretrained_other is None:
-        sys.exit("error: method 'other' needs --pretrained-other MODEL_DIR.")
+    check_inputs(args, "ISBI")
     split = splits(args.data)
-    test_images = {}
-    for name in args.test_splits:
-        test = split[name][: args.test_limit] if args.test_limit else split[name]
-        test_images[name] = link_subset(test, args.data / "images", args.work / f"{name}-images-{len(test)}", ".nrrd")
+    train, scored_cases, scored = scored_sets(split["train"], {name: split[name] for name in args.test_splits}, args,
+                                              args.data / "images", ".nrrd")
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
-    report["split"] = {"train": len(split["train"]),
-                       **{name: len(list(folder.iterdir())) for name, folder in test_images.items()}}
-    run_grid(args, report, json_path, lambda m, n, seed: run_one(args, m, n, seed, split["train"], test_images),
-             lambda r: f"MRE {r['mre_mm']:.2f} mm, SDR@2mm {r['sdr2']:.1f} %")
+    report["split"] = {"train": len(train), **{name: len(cases) for name, cases in scored_cases.items()}}
+    report["scored_cases"] = scored_cases
+    run_grid(args, report, json_path,
+             lambda m, n, seed, variant: run_one(args, m, n, seed, train, scored, variant),
+             lambda r: f"MRE {r['mre_mm']:.2f} mm, SDR@2mm {r['sdr2']:.1f} %", variants=variants_for(args),
+             seeds_outer=args.seeds_outer)
+    shown = by_setting(report["records"], augmentation=True)  # each setting of a sweep is its own column
     text = ""
-    for name in args.test_splits:
-        on_split = [{**r, **r["splits"][name]} for r in report["records"] if name in r.get("splits", {})]
+    for name in scored:
+        on_split = [{**r, **r["splits"][name]} for r in shown if name in r.get("splits", {})]
         text += (f"### {name}\n\n" + table(on_split, "mre_mm", "MRE mm", digits=2) + "\n\n"
                  + table(on_split, "sdr2", "SDR@2mm %") + "\n\n")
     args.out.with_suffix(".md").write_text(text + "\n")
-    plot(report["records"], "mre_mm", "test MRE (mm)", "ISBI 2015 cephalograms", args.out.with_suffix(".png"))
+    plot(shown, "mre_mm", f"{next(iter(scored))} MRE (mm)", "ISBI 2015 cephalograms", args.out.with_suffix(".png"))
     print(text)
 
 
