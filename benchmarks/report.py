@@ -10,12 +10,16 @@ gathers every record of a results folder and writes ``summary.md`` and ``summary
     python benchmarks/report.py jsrt_sweep hippocampus_validation   # learning-rate sweeps on training cases
     python benchmarks/report.py jsrt_protocol/validation   # per-method sweep on validation -> jsrt_protocol/choice.json
     python benchmarks/report.py jsrt_protocol/test         # test means and paired bootstrap CIs -> summary.md/.json
+    python benchmarks/report.py isbi_protocol/validation   # the same for ISBI landmarks (MRE, lower is better)
+    python benchmarks/report.py isbi_protocol/test
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,14 +77,20 @@ def hippocampus(folder: Path, title: str = "MSD hippocampus (MRI), 3D, 80 steps"
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
 
-def isbi(folder: Path) -> str:
-    records, invocations = gather(folder)
+def isbi_tables(records: list[dict]) -> list[str]:
+    """MRE and SDR@2mm tables of test1 and test2 (the splits the records were scored on)."""
     text = []
     for split in ("test1", "test2"):
         on_split = [{**r, **r["splits"][split]} for r in records if split in r.get("splits", {})]
         if on_split:
             text += [f"## {split}: MRE (mm)", table(on_split, "mre_mm", "MRE mm", digits=2),
                      f"## {split}: SDR@2mm (%)", table(on_split, "sdr2", "SDR@2mm %")]
+    return text
+
+
+def isbi(folder: Path) -> str:
+    records, invocations = gather(folder)
+    text = isbi_tables(records)
     plot(records, "mre_mm", "test1 MRE (mm)", "ISBI 2015 cephalograms (64x80)", folder / "summary.png")
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
@@ -125,14 +135,98 @@ def augmentation_of(record: dict) -> str:
     return record.get("augmentation") or ("strong" if record["method"] == "supervised" else "mild")
 
 
-def choose_settings(folder: Path) -> str:
-    """The validation sweep of the protocol: mean validation mIoU per method, N and (learning rate, steps)
-    over the draws run; the best per method and N is written to ``../choice.json`` for the test runs."""
+@dataclass(frozen=True)
+class Metric:
+    """The score a protocol chooses settings by and compares methods on."""
+    key: str                  # the record's field
+    name: str                 # in sentences
+    label: str                # in tables
+    axis: str                 # on a plot's axis
+    scale: float              # record value -> shown value
+    digits: int
+    higher_is_better: bool
+    unit: str                 # of a paired difference
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What differs between the benchmarks that follow the protocol (benchmarks/protocol.py)."""
+    metric: Metric
+    held_out_of: str                                      # where validation cases come from
+    title: str                                            # of the test plot
+    tables: Callable[[list[dict]], list[str]]             # the test tables, Markdown sections
+    target: str                                           # the target, as summary.json states it
+    meets: Callable[[str, str, dict], str]                # (A, B, paired result) -> the row's target column
+    notes: Callable[[list[dict], list[str]], list[str]]   # (records, methods) -> text after the paired table
+
+
+def jsrt_tables(records: list[dict]) -> list[str]:
+    for r in records:  # class-mean HD95 (mm) and heart IoU, from the per-class metrics every record keeps
+        r["hd95_mm"] = float(np.nanmean([c["hd95_mm"] for c in r["per_class"].values()]))
+        r["heart_iou"] = r["per_class"]["heart"]["iou"]
+    return ["## Test mIoU (%), right lung, left lung, heart; mean ± sd over draws (runs)",
+            table(records, "mIoU", "mIoU %", scale=100),
+            "## Test HD95 (mm, mean over the three classes; lower is better)",
+            table(records, "hd95_mm", "HD95 mm"),
+            "## Test heart IoU (%)", table(records, "heart_iou", "heart IoU %", scale=100)]
+
+
+JSRT_TARGET = 5.0   # mIoU points of ddpm - supervised (issue 17)
+
+
+def _jsrt_meets(a: str, b: str, result: dict) -> str:
+    if b == "supervised" and a != "random":
+        return "met" if result["mean"] >= JSRT_TARGET and result["ci95"][0] > 0 else "not met"
+    return ""
+
+
+JSRT = Protocol(
+    metric=Metric("mIoU", "mIoU", "mIoU %", "mIoU (%)", 100, 1, True, "mIoU points"),
+    held_out_of="the training half (never the test half)",
+    title="JSRT: lungs and heart (64x64), validated settings", tables=jsrt_tables,
+    target=f"ddpm - supervised >= {JSRT_TARGET} with the CI above 0", meets=_jsrt_meets,
+    notes=lambda records, methods: [
+        f"Target (issue 17): the best DiffusionSeg variant beats the best supervised baseline by >= {JSRT_TARGET:g} "
+        "mIoU at N = 1 and N = 2 with the 95% interval above 0. With 5 draws the percentile bootstrap "
+        "interval is narrow-biased (it cannot reflect more spread than the 5 differences show)."])
+
+ISBI_TARGET_N, ISBI_TARGET_MRE, ISBI_TARGET_SDR2 = 25, 2.0, 65.0   # test1 (issue 17)
+
+
+def isbi_targets(records: list[dict], methods: list[str]) -> list[str]:
+    """Each method at N = 25 on test1 against the MRE and SDR@2mm targets."""
+    goal = f"MRE <= {ISBI_TARGET_MRE:.1f} mm and SDR@2mm >= {ISBI_TARGET_SDR2:g} %"
+    lines = [f"| method | N | test1 MRE mm | test1 SDR@2mm % | draws | {goal} |", "|---|---|---|---|---|---|"]
+    for m in methods:
+        on_test1 = [r["splits"]["test1"] for r in records
+                    if r["method"] == m and r["n"] == ISBI_TARGET_N and "test1" in r.get("splits", {})]
+        if on_test1:
+            mre, sdr = float(np.mean([r["mre_mm"] for r in on_test1])), float(np.mean([r["sdr2"] for r in on_test1]))
+            met = "met" if mre <= ISBI_TARGET_MRE and sdr >= ISBI_TARGET_SDR2 else "not met"
+            lines.append(f"| {m} | {ISBI_TARGET_N} | {mre:.2f} | {sdr:.1f} | {len(on_test1)} | {met} |")
+    return [f"Targets (issue 17): at N = {ISBI_TARGET_N} on test1, {goal} (means over draws). A negative "
+            "difference above means A's error is smaller. With 5 draws the percentile bootstrap interval is "
+            "narrow-biased.", "\n".join(lines) if len(lines) > 2 else f"(no N = {ISBI_TARGET_N} test1 runs yet)"]
+
+
+ISBI = Protocol(
+    metric=Metric("mre_mm", "MRE", "MRE mm", "MRE (mm)", 1, 2, False, "mm; negative: A better"),
+    held_out_of="the official train split 001-150 (never test1 or test2)",
+    title="ISBI 2015 cephalograms, validated settings", tables=isbi_tables,
+    target=f"N = {ISBI_TARGET_N} test1: MRE <= {ISBI_TARGET_MRE:.1f} mm and SDR@2mm >= {ISBI_TARGET_SDR2:g} %",
+    meets=lambda a, b, result: "", notes=isbi_targets)
+
+
+def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
+    """The validation sweep of the protocol: the mean validation score per method, N and (learning rate, steps,
+    augmentation) over the draws run; the best per method and N is written to ``../choice.json`` for the test runs."""
+    metric = protocol.metric
     records, invocations = gather(folder)
     records = [r for r in records if r.get("scored_on") == "validation"]
     setting = lambda r: (r["learning_rate"], r["iterations"], augmentation_of(r))  # noqa: E731
-    choice, lines = {}, ["| method | N | lr | steps | augmentation | validation mIoU % (mean over draws) | draws "
-                         "| per draw |", "|---|---|---|---|---|---|---|---|"]
+    choice, lines = {}, [f"| method | N | lr | steps | augmentation | validation {metric.label} (mean over draws) "
+                         "| draws | per draw |", "|---|---|---|---|---|---|---|---|"]
+    best_of = max if metric.higher_is_better else min
     for m in sorted({r["method"] for r in records}):
         for n in sorted({r["n"] for r in records if r["method"] == m}):
             rows = [r for r in records if r["method"] == m and r["n"] == n]
@@ -141,50 +235,49 @@ def choose_settings(folder: Path) -> str:
             common = set.intersection(*({r["seed"] for r in rows if setting(r) == st} for st in settings))
             scored = []
             for st in settings:
-                v = {r["seed"]: 100 * r["mIoU"] for r in rows if setting(r) == st}
+                v = {r["seed"]: metric.scale * r[metric.key] for r in rows if setting(r) == st}
                 on_common = [v[k] for k in sorted(common)] or list(v.values())
                 scored.append((float(np.mean(on_common)), st, v))
-            best = max(scored, key=lambda x: x[0])
+            best = best_of(scored, key=lambda x: x[0])
             for mean, (lr, it, aug), v in scored:
                 mark = " **best**" if (lr, it, aug) == best[1] else ""
-                lines.append(f"| {m} | {n} | {lr:g} | {it} | {aug} | {mean:.1f}{mark} | {len(v)} | "
-                             + ", ".join(f"s{k}: {x:.1f}" for k, x in sorted(v.items())) + " |")
+                lines.append(f"| {m} | {n} | {lr:g} | {it} | {aug} | {mean:.{metric.digits}f}{mark} | {len(v)} | "
+                             + ", ".join(f"s{k}: {x:.{metric.digits}f}" for k, x in sorted(v.items())) + " |")
             lr, it, aug = best[1]
             choice.setdefault(m, {})[str(n)] = {"learning_rate": lr, "iterations": it, "augmentation": aug,
-                                                "validation_mIoU": round(best[0], 2), "draws": sorted(common)}
+                                                f"validation_{metric.key}": round(best[0], 2), "draws": sorted(common)}
     held = sorted({r["test_cases"] for r in records})
-    out = {"choice": choice, "rule": "highest mean validation mIoU over the draws every setting has, per method and N",
-           "validation_cases": held, "source": str(folder.relative_to(REPO))}
+    rule = (f"{'highest' if metric.higher_is_better else 'lowest'} mean validation {metric.name} over the draws "
+            "every setting has, per method and N")
+    source = folder.resolve()
+    out = {"choice": choice, "rule": rule, "validation_cases": held,
+           "source": str(source.relative_to(REPO) if source.is_relative_to(REPO) else source)}
     (folder.parent / "choice.json").write_text(json.dumps(out, indent=2) + "\n")
-    head = (f"## Validation sweep: mIoU on {'/'.join(map(str, held))} cases held out of the training half "
-            "(never the test half); the best setting per method and N goes to `choice.json`")
+    head = (f"## Validation sweep: {metric.name} on {'/'.join(map(str, held))} cases held out of "
+            f"{protocol.held_out_of}; the best setting per method and N goes to `choice.json`")
     return "\n\n".join([head, "\n".join(lines), "## Runs", commands(invocations)]) + "\n"
 
 
-def protocol_test(folder: Path, pairs=(("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised")),
-                  target: float = 5.0) -> str:
+def protocol_test(folder: Path, protocol: Protocol = JSRT,
+                  pairs=(("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"))) -> str:
     """Test means per method and N, and the paired bootstrap 95% CI of (A - B) over draws, beside the targets."""
+    metric = protocol.metric
     records, invocations = gather(folder)
     records = [r for r in records if r.get("scored_on", "test") == "test"]
-    by = lambda m, n: {r["seed"]: 100 * r["mIoU"] for r in records if r["method"] == m and r["n"] == n}  # noqa: E731
+    by = lambda m, n: {r["seed"]: metric.scale * r[metric.key]  # noqa: E731
+                       for r in records if r["method"] == m and r["n"] == n}
     methods = sorted({r["method"] for r in records})
     ns = sorted({r["n"] for r in records})
     settings = {m: sorted({(r["n"], r["learning_rate"], r["iterations"], augmentation_of(r)) for r in records
                            if r["method"] == m}) for m in methods}
-    for r in records:  # class-mean HD95 (mm) and heart IoU, from the per-class metrics every record keeps
-        r["hd95_mm"] = float(np.nanmean([c["hd95_mm"] for c in r["per_class"].values()]))
-        r["heart_iou"] = r["per_class"]["heart"]["iou"]
-    text = ["## Test mIoU (%), right lung, left lung, heart; mean ± sd over draws (runs)",
-            table(records, "mIoU", "mIoU %", scale=100),
-            "## Test HD95 (mm, mean over the three classes; lower is better)",
-            table(records, "hd95_mm", "HD95 mm"),
-            "## Test heart IoU (%)", table(records, "heart_iou", "heart IoU %", scale=100),
-            "Settings (chosen on validation): " + "; ".join(
-                f"{m}: " + ", ".join(f"N={n} lr {lr:g} {it} steps {aug} augmentation" for n, lr, it, aug in settings[m])
-                for m in methods)]
-    lines = ["| N | A - B | mean difference (mIoU points) | 95% bootstrap CI | pairs | A wins | target |",
+    text = protocol.tables(records) + [
+        "Settings (chosen on validation): " + "; ".join(
+            f"{m}: " + ", ".join(f"N={n} lr {lr:g} {it} steps {aug} augmentation" for n, lr, it, aug in settings[m])
+            for m in methods)]
+    lines = [f"| N | A - B | mean difference ({metric.unit}) | 95% bootstrap CI | pairs | A wins | target |",
              "|---|---|---|---|---|---|---|"]
-    summary = {"means": {}, "differences": {}, "target": f"ddpm - supervised >= {target} with the CI above 0"}
+    summary = {"means": {}, "differences": {}, "target": protocol.target}
+    d = metric.digits
     for n in ns:
         for m in methods:
             v = list(by(m, n).values())
@@ -192,24 +285,18 @@ def protocol_test(folder: Path, pairs=(("ddpm", "supervised"), ("ddpm", "random"
                 summary["means"].setdefault(m, {})[str(n)] = {"mean": float(np.mean(v)), "sd": float(np.std(v)),
                                                               "draws": len(v)}
         for a, b in pairs:
-            result = paired_bootstrap(by(a, n), by(b, n))
+            result = paired_bootstrap(by(a, n), by(b, n), higher_is_better=metric.higher_is_better)
             if result is None:
                 continue
             summary["differences"].setdefault(f"{a} - {b}", {})[str(n)] = result
-            met = ""
-            if b == "supervised" and a != "random":
-                met = "met" if result["mean"] >= target and result["ci95"][0] > 0 else "not met"
-            lines.append(f"| {n} | {a} - {b} | {result['mean']:+.1f} | [{result['ci95'][0]:+.1f}, "
-                         f"{result['ci95'][1]:+.1f}] | {result['pairs']} | {result['wins']}/{result['pairs']} | "
-                         f"{met} |")
+            lines.append(f"| {n} | {a} - {b} | {result['mean']:+.{d}f} | [{result['ci95'][0]:+.{d}f}, "
+                         f"{result['ci95'][1]:+.{d}f}] | {result['pairs']} | {result['wins']}/{result['pairs']} | "
+                         f"{protocol.meets(a, b, result)} |")
     text += ["## Paired differences over draws (10,000 bootstrap resamples of the draws, seed 0)",
-             "\n".join(lines),
-             f"Target (issue 17): the best DiffusionSeg variant beats the best supervised baseline by >= {target:g} "
-             "mIoU at N = 1 and N = 2 with the 95% interval above 0. With 5 draws the percentile bootstrap "
-             "interval is narrow-biased (it cannot reflect more spread than the 5 differences show)."]
+             "\n".join(lines), *protocol.notes(records, methods)]
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot(records, "mIoU", "test mIoU (%)", "JSRT: lungs and heart (64x64), validated settings",
-         folder / "summary.png", scale=100)
+    plot(records, metric.key, f"test {metric.axis}", protocol.title, folder / "summary.png",
+         scale=metric.scale)
     return "\n\n".join(text + ["## Runs", commands(invocations)]) + "\n"
 
 
@@ -218,7 +305,9 @@ def main() -> None:
                "hippocampus_160": lambda f: hippocampus(f, "MSD hippocampus (MRI), 3D, 160 steps"),
                "jsrt_sweep": lambda f: sweep(f, "mIoU", "mIoU (%)", 100, 1),
                "hippocampus_validation": lambda f: sweep(f, "mean_dice", "mean Dice", 1, 3),
-               "jsrt_protocol/validation": choose_settings, "jsrt_protocol/test": protocol_test}
+               "jsrt_protocol/validation": choose_settings, "jsrt_protocol/test": protocol_test,
+               "isbi_protocol/validation": lambda f: choose_settings(f, ISBI),
+               "isbi_protocol/test": lambda f: protocol_test(f, ISBI)}
     for name in sys.argv[1:]:
         folder = RESULTS / name
         text = reports[name](folder)
