@@ -1,0 +1,143 @@
+"""The benchmark protocol (issue 17) on the ISBI landmark benchmark, on tiny generated phantoms.
+
+``landmarks_isbi.py --validate`` scores cases held out of the train split and never a test
+case; ``report.py`` turns the validation sweep into ``choice.json`` (lower MRE is better);
+``--settings choice.json`` runs exactly those settings on test1/test2; the paired report
+reads the test records. The supervised landmark baseline (a plain BasicUNet on heatmaps)
+trains with the product's LandmarkTask and predicts ``.mrk.json`` through the product's path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from benchmarks import landmarks_isbi, protocol, report  # noqa: E402
+from benchmarks.common import paired_bootstrap  # noqa: E402
+from benchmarks.supervised_unet import SupervisedOptions, train_and_predict  # noqa: E402
+from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks  # noqa: E402
+from DiffusionSegLib.finetune.tasks import LandmarkTask  # noqa: E402
+from DiffusionSegLib.landmarks import read_landmarks  # noqa: E402
+from DiffusionSegLib.sample_data import CHEST_LANDMARKS, generate_sample_dataset  # noqa: E402
+from DiffusionSegLib.vocabulary import case_name  # noqa: E402
+
+# Phantoms at 64x64 (5.6 mm pixels) trained at 32x32: a sigma of a few network pixels.
+TINY = ["--image-size", "32", "32", "--preset", "tiny", "--sigma-mm", "15", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def isbi_like(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
+    """A dataset laid out like ../shared/data/isbi-ceph: images/, landmarks/ and dataset.json with its splits."""
+    data = tmp_path_factory.mktemp("isbi") / "data"
+    generate_sample_dataset(data, dims=2, n_cases=12, size=(64, 64))
+    cases = [f"case_{i:03d}" for i in range(12)]
+    splits = {"train": cases[:8], "test1": cases[8:10], "test2": cases[10:]}
+    (data / "dataset.json").write_text(json.dumps({"splits": splits}))
+    return data, splits
+
+
+def _run_benchmark(monkeypatch, argv: list[str]) -> list[str]:
+    """Run landmarks_isbi.py in this process; returns the case names of every image it predicted."""
+    predicted = []
+    real_predict = protocol.Run.predict
+
+    def spy(self, images, out):
+        predicted.extend(case_name(p) for p in Path(images).iterdir())
+        return real_predict(self, images, out)
+
+    monkeypatch.setattr(protocol.Run, "predict", spy)
+    monkeypatch.setattr(sys, "argv", ["landmarks_isbi.py", *argv])
+    landmarks_isbi.main()
+    return predicted
+
+
+def test_isbi_protocol_validates_on_train_cases_then_runs_the_choice(isbi_like, tmp_path, monkeypatch):
+    data, splits = isbi_like
+    results = tmp_path / "isbi_protocol"
+    common = ["--data", str(data), "--work", str(tmp_path / "work"), "--methods", "random", "supervised",
+              "--ns", "1", "2", *TINY]
+
+    # Validation: 2 cases held out of the train split, a grid of lr x augmentation (supervised: its own recipe).
+    predicted = _run_benchmark(monkeypatch, [*common, "--validate", "2", "--seeds", "0", "--lr", "1e-3", "3e-3",
+                                             "--iterations", "3", "--augmentation", "mild", "none",
+                                             "--out", str(results / "validation" / "grid")])
+    val = json.loads((results / "validation" / "grid.json").read_text())
+    held = val["scored_cases"]["validation"]
+    tests = set(splits["test1"]) | set(splits["test2"])
+    assert len(held) == 2 and set(held) <= set(splits["train"])
+    assert set(predicted) == set(held), "validation predicts the held-out train cases and nothing else"
+    assert not set(predicted) & tests, "validation never touches test1/test2"
+    records = val["records"]
+    assert len(records) == 2 * (2 * 2 + 2)   # N x (random: lr x augmentation, supervised: lr)
+    for r in records:
+        assert r["scored_on"] == "validation" and set(r["splits"]) == {"validation"} and r["test_cases"] == 2
+        assert not set(r["cases"]) & (set(held) | tests)
+        assert r["settings_from"] == "command line" and r["image_size"] == [32, 32] and r["batch_size"] == 4
+        assert {"git_commit", "versions", "machine"} <= set(r["provenance"]) and r["wall_seconds"] >= 0
+        assert math.isfinite(r["mre_mm"]) and r["iterations"] == 3
+        assert r["augmentation"] == "strong" if r["method"] == "supervised" else r["augmentation"] in ("mild", "none")
+        assert ("recipe" in r) == (r["method"] == "supervised") and r["timestep"] == (
+            None if r["method"] == "supervised" else 0)
+
+    # The choice: the lowest mean validation MRE per method and N.
+    report.choose_settings(results / "validation", report.ISBI)
+    choice = json.loads((results / "choice.json").read_text())
+    assert choice["rule"].startswith("lowest mean validation MRE")
+    for m in ("random", "supervised"):
+        for n in (1, 2):
+            picked = choice["choice"][m][str(n)]
+            best = min((r for r in records if r["method"] == m and r["n"] == n), key=lambda r: r["mre_mm"])
+            assert picked["validation_mre_mm"] == round(best["mre_mm"], 2)
+            assert (picked["learning_rate"], picked["augmentation"]) == (best["learning_rate"], best["augmentation"])
+
+    # Test: --settings replaces the grids; test1 and test2 are scored.
+    predicted = _run_benchmark(monkeypatch, [*common, "--seeds", "0", "1", "--seeds-outer",
+                                             "--settings", str(results / "choice.json"),
+                                             "--out", str(results / "test" / "grid")])
+    assert set(predicted) == tests
+    test = json.loads((results / "test" / "grid.json").read_text())["records"]
+    assert len(test) == 2 * 2 * 2
+    for r in test:
+        picked = choice["choice"][r["method"]][str(r["n"])]
+        assert (r["learning_rate"], r["iterations"], r["augmentation"]) == (
+            picked["learning_rate"], picked["iterations"], picked["augmentation"])
+        assert r["scored_on"] == "test" and r["settings_from"] == str(results / "choice.json")
+        assert set(r["splits"]) == {"test1", "test2"} and r["mre_mm"] == r["splits"]["test1"]["mre_mm"]
+        assert not set(r["cases"]) & tests
+
+    text = report.protocol_test(results / "test", report.ISBI)
+    summary = json.loads((results / "test" / "summary.json").read_text())
+    diff = summary["differences"]["random - supervised"]["1"]
+    assert diff["pairs"] == 2 and diff["wins"] == sum(d < 0 for d in diff["differences"])
+    assert "## test2: MRE (mm)" in text and "(no N = 25 test1 runs yet)" in text
+
+
+def test_supervised_landmark_baseline_predicts_markups(isbi_like, tmp_path):
+    data, splits = isbi_like
+    labeled, test = tmp_path / "landmarks", tmp_path / "test"
+    for folder, cases, src, suffix in ((labeled, splits["train"][:2], data / "landmarks", ".mrk.json"),
+                                       (test, splits["test1"], data / "images", ".nrrd")):
+        folder.mkdir()
+        for case in cases:
+            (folder / f"{case}{suffix}").symlink_to(src / f"{case}{suffix}")
+    task = LandmarkTask(names=list(CHEST_LANDMARKS), sigma_mm=15.0)
+    summary = train_and_predict(data / "images", labeled, test, tmp_path / "pred", task,
+                                SupervisedOptions(iterations=3, image_size=(32, 32)))
+    assert math.isfinite(summary["final_loss"]) and summary["parameters"] > 1_000_000
+    for case in splits["test1"]:
+        assert read_landmarks(tmp_path / "pred" / f"{case}.mrk.json").names == list(CHEST_LANDMARKS)
+    scored = evaluate_landmarks(tmp_path / "pred", data / "landmarks")["summary"]
+    assert scored["n_cases"] == 2 and scored["overall"]["n_missing_prediction"] == 0
+
+
+def test_paired_wins_follow_the_metric_direction():
+    a, b = {0: 1.0, 1: 3.0, 2: 2.0}, {0: 2.0, 1: 2.0, 2: 2.0}
+    assert paired_bootstrap(a, b)["wins"] == 1                          # higher is better: draw 1
+    assert paired_bootstrap(a, b, higher_is_better=False)["wins"] == 1  # lower is better: draw 0
