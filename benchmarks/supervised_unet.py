@@ -46,7 +46,7 @@ from DiffusionSegLib.predict.run import predict_landmarks, predict_segmentation
 from DiffusionSegLib.project import DEFAULT_COLORS, case_name
 from DiffusionSegLib.vocabulary import LANDMARK_FILE_SUFFIX, SEGMENTATION_FILE_SUFFIX
 from DiffusionSegLib.training.device import Precision
-from DiffusionSegLib.training.pretrain import PretrainOptions, choose_preprocessing
+from DiffusionSegLib.data.choose import choose_preprocessing
 
 FEATURES = (32, 32, 64, 128, 256, 32)   # MONAI BasicUNet's default widths (1.9 M parameters in 2D)
 
@@ -92,9 +92,8 @@ def train(images: Path, labels: Path, task: Task, opts: SupervisedOptions) -> tu
     """
     torch.manual_seed(opts.seed)
     cases = labeled_cases(images, labels, SEGMENTATION_SUFFIXES if task.kind == "segmentation" else LANDMARK_SUFFIXES)
-    # (choose_preprocessing reads no output folder: ``out`` only fills the options' required field)
-    prep = choose_preprocessing(PretrainOptions(images=images, out=labels, image_size=list(opts.image_size),
-                                                modality="xray"), 2, cases[0].image, network_config("tiny", 2))
+    prep = choose_preprocessing(2, cases[0].image, network_config("tiny", 2), modality="xray",
+                                image_size=list(opts.image_size))
     loaded = [task.load(case, prep) for case in cases]
     net = build_network(task.out_channels)
     optimizer = torch.optim.Adam(net.parameters(), lr=opts.learning_rate, weight_decay=opts.weight_decay)

@@ -10,5 +10,8 @@ equally spaced slices must be equally far apart in score. No labels are needed.
 - :mod:`.losses`: the order and distance losses.
 - :mod:`.train`: ``diffusionseg bpr train``.
 - :mod:`.predict`: per-slice scores, ``diffusionseg bpr predict``.
-- :mod:`.coordinates`: the body-part coordinate map that conditions the diffusion U-Net.
+
+The body-part coordinate map that conditions the diffusion U-Net is made from these scores
+by ``DiffusionSegLib.data.coordinates.body_part_map``, with the other coordinate sources:
+data uses bpr, never the other way round.
 """

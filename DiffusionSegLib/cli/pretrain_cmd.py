@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.pretrain import PretrainOptions, pretrain
+    from ..pretrain.run import PretrainOptions, pretrain
 
     opts = PretrainOptions(
         images=args.images, out=args.out, dims=args.dims, preset=args.preset, iterations=args.iterations,

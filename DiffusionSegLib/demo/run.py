@@ -19,10 +19,10 @@ from ..evaluation.landmarks import write_report as write_landmark_report
 from ..evaluation.segmentation import evaluate_segmentations, write_report
 from ..finetune.run import FinetuneOptions, finetune
 from ..predict.run import PredictOptions, predict
+from ..pretrain.run import PretrainOptions, pretrain
 from ..sample_data import generate_sample_dataset
 from ..atomic import write_json_atomic
 from ..training.guard import CommandGuard
-from ..training.pretrain import PretrainOptions, pretrain
 from ..training.progress import Reporter
 
 MARKER = "demo.json"

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data.augment import recipe_named, training_transform
+from ..data.choose import choose_preprocessing
 from ..data.datasets import CaseDataset
 from ..data.preprocess import Preprocessing
 from ..data.sampler import StepBatchSampler
@@ -137,13 +138,9 @@ def _base_model(opts: FinetuneOptions, dims: int, first_image: Path
         fit_weights(build_unet(network), weights, opts.pretrained)  # a clear error if they do not fit
         return network, prep, weights
     # Random initialisation: the same preprocessing rules as pretraining.
-    from ..training.pretrain import PretrainOptions, choose_preprocessing
-
     net = network_config(opts.preset, dims)
-    popts = PretrainOptions(images=opts.images, out=opts.out, preset=opts.preset, image_size=opts.image_size,
-                            spacing=opts.spacing, patch_size=opts.patch_size, modality=opts.modality,
-                            coordinates=opts.coordinates)
-    prep = choose_preprocessing(popts, dims, first_image, net)
+    prep = choose_preprocessing(dims, first_image, net, modality=opts.modality, image_size=opts.image_size,
+                                spacing=opts.spacing, patch_size=opts.patch_size, coordinates=opts.coordinates)
     net.in_channels = prep.input_channels
     return net, prep, None
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 
 images, out, report = (Path(a) for a in sys.argv[1:4])
 dist.init_process_group("gloo")

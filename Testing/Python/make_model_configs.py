@@ -23,7 +23,7 @@ from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.sample_data import generate_sample_dataset
 from DiffusionSegLib.sample_data.body_phantom import body_ct_volume
 from DiffusionSegLib.synthesize.selftrain import SelftrainOptions, selftrain
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 
 OUT = Path(__file__).resolve().parents[1] / "Data" / "model_configs"
 FAST = dict(device="cpu", progress="none")

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from DiffusionSegLib.bpr.coordinates import body_part_map
+from DiffusionSegLib.data.coordinates import body_part_map
 from DiffusionSegLib.bpr.losses import distance_loss, order_loss, slice_ordering_loss, sort_by_height
 from DiffusionSegLib.bpr.predict import height_report, load_bpr, slice_scores, spearman
 from DiffusionSegLib.bpr.train import BprOptions, sample_slice_indices, train_bpr

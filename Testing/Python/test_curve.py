@@ -16,7 +16,7 @@ from DiffusionSegLib.curve.plan import default_sizes, plan_subsets
 from DiffusionSegLib.curve.plot import render_curve_png
 from DiffusionSegLib.curve.report import picture, summarize
 from DiffusionSegLib.sample_data import generate_sample_dataset
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 from blind_baselines import shifted_phantoms
 
 CLASSES = "right_lung,left_lung,heart"

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from DiffusionSegLib.training.checkpoint import load_weights
-from DiffusionSegLib.training.pretrain import pretrain
+from DiffusionSegLib.pretrain.run import pretrain
 from test_pretrain import blob_images, options
 
 HERE = Path(__file__).parent

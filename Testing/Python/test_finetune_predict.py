@@ -20,7 +20,7 @@ from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.engine import load_task_model, network_output
 from DiffusionSegLib.predict.run import PredictOptions, predict
 from DiffusionSegLib.sample_data import generate_sample_dataset
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 from blind_baselines import atlas_scores, mean_landmark_scores, required_dice, required_mre, shifted_phantoms
 
 

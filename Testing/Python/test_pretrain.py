@@ -14,7 +14,7 @@ import torch
 from DiffusionSegLib.cli.main import main
 from DiffusionSegLib.errors import UserError
 from DiffusionSegLib.training.checkpoint import load_config, load_weights
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 from blind_baselines import zero_noise_loss
 
 

@@ -21,7 +21,7 @@ from DiffusionSegLib.predict.engine import load_task_model, network_output
 from DiffusionSegLib.predict.run import PredictOptions, predict
 from DiffusionSegLib.probe import build_probe_network
 from DiffusionSegLib.sample_data import generate_sample_dataset
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 from blind_baselines import atlas_scores, required_dice, shifted_phantoms
 
 CLASSES = ["right_lung", "left_lung", "heart"]

@@ -7,7 +7,7 @@ import pytest
 
 from DiffusionSegLib.diffusion.draw import sample_model
 from DiffusionSegLib.errors import UserError
-from DiffusionSegLib.training.pretrain import pretrain
+from DiffusionSegLib.pretrain.run import pretrain
 from test_pretrain import blob_images, options
 
 

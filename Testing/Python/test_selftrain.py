@@ -18,7 +18,7 @@ from DiffusionSegLib.labels import read_segmentation
 from DiffusionSegLib.predict.engine import load_task_model
 from DiffusionSegLib.predict.run import predict_segmentation
 from DiffusionSegLib.imageio import read_image
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 from blind_baselines import shifted_sample_dataset
 
 CLASSES = ["right_lung", "left_lung", "heart"]

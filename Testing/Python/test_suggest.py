@@ -21,7 +21,7 @@ from DiffusionSegLib.suggest import select
 from DiffusionSegLib.suggest.features import Extractor
 from DiffusionSegLib.suggest.run import SuggestOptions, suggest
 from DiffusionSegLib.suggest.uncertainty import landmark_uncertainty, segmentation_uncertainty
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 
 CLASSES = ["right_lung", "left_lung", "heart"]
 STRIPES = ["stripes_0", "stripes_1"]

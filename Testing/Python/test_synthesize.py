@@ -21,7 +21,7 @@ from DiffusionSegLib.labels import read_segmentation
 from DiffusionSegLib.landmarks import points_outside, read_landmarks
 from DiffusionSegLib.sample_data import generate_sample_dataset
 from DiffusionSegLib.synthesize.run import SynthesizeOptions, synthesize
-from DiffusionSegLib.training.pretrain import PretrainOptions, pretrain
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 from blind_baselines import shifted_sample_dataset
 
 CLASSES = ["right_lung", "left_lung", "heart"]

@@ -5,30 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import SimpleITK as sitk
 import torch
 from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data.augment import training_transform
-from ..data.coordinates import coordinate_channels
+from ..data.choose import choose_preprocessing
 from ..data.datasets import CaseDataset, unlabeled_image_loader
 from ..data.preprocess import Preprocessing
 from ..diffusion import DiffusionConfig, ddpm_loss, make_scheduler
 from ..diffusion.pretext import OBJECTIVES, masked_image_loss
 from ..errors import UserError
-from ..imageio import check_same_dims, list_images, normalisation_for, read_image
+from ..imageio import check_same_dims, list_images
 from ..imageio.verify import verify_images
-from ..nets import NetworkConfig, build_unet, check_fits, network_config
-from .checkpoint import STATE_NAME, load_model_config
-from .device import Precision, choose_device
-from .distributed import init_distributed, local_rank_from_env
-from .guard import RunGuard, prepare_out_dir
-from .loop import LoopSettings, train
-from .progress import Reporter, new_run_dir
-
-DEFAULT_IMAGE_SIZE_2D = [128, 128]
-DEFAULT_PATCH_SIZE_3D = [64, 64, 32]
+from ..nets import NetworkConfig, build_unet, network_config
+from ..training.checkpoint import STATE_NAME, load_model_config
+from ..training.device import Precision, choose_device
+from ..training.distributed import init_distributed, local_rank_from_env
+from ..training.guard import RunGuard, prepare_out_dir
+from ..training.loop import LoopSettings, train
+from ..training.progress import Reporter, new_run_dir
 
 
 @dataclass
@@ -64,40 +60,6 @@ class PretrainOptions:
     objective: str = "ddpm"             # 'masked': the masked-image-modelling baseline
     coordinates: str | None = None      # coordinate channels: None, "position", "bpr:<model>"
     extra: dict = field(default_factory=dict)
-
-
-def _guess_modality(path: Path, dims: int) -> str:
-    """X-ray for 2D; for 3D, CT when the image holds Hounsfield units (air near -1000), else MRI."""
-    if dims == 2:
-        return "xray"
-    minimum = float(sitk.GetArrayViewFromImage(read_image(path)).min())
-    return "ct" if minimum < -500 else "mri"
-
-
-def choose_preprocessing(opts: PretrainOptions, dims: int, first_image: Path, net: NetworkConfig
-                         ) -> Preprocessing:
-    """Preprocessing from the options: modality (guessed from `first_image` if auto), size or spacing, patch."""
-    modality = opts.modality if opts.modality != "auto" else _guess_modality(first_image, dims)
-    normalisation = normalisation_for(modality).to_dict()
-    if opts.image_size is not None and opts.spacing is not None:
-        raise UserError("--image-size and --spacing exclude each other.",
-                        fix="resize whole images (--image-size, radiographs) or resample to a spacing "
-                            "(--spacing, CT/MRI).")
-    sizes = (("--image-size", opts.image_size), ("--spacing", opts.spacing), ("--patch-size", opts.patch_size))
-    for name, value in sizes:
-        if value is not None and len(value) != dims:
-            raise UserError(f"{name} needs {dims} numbers for {dims}D images, got {list(value)}.",
-                            fix=f"give {name} as {' '.join(['N'] * dims)}.")
-    image_size = opts.image_size
-    if dims == 2 and image_size is None and opts.spacing is None:
-        image_size = DEFAULT_IMAGE_SIZE_2D
-    patch = opts.patch_size or (image_size if dims == 2 and image_size else None) or (
-        DEFAULT_PATCH_SIZE_3D if dims == 3 else DEFAULT_IMAGE_SIZE_2D)
-    check_fits(net, patch, option="--patch-size" if opts.patch_size or dims == 3 else "--image-size")
-    coordinate_channels(opts.coordinates, dims)  # an unknown source fails here, before any work
-    return Preprocessing(dims=dims, normalisation=normalisation, image_size=list(image_size) if image_size else None,
-                         spacing=list(opts.spacing) if opts.spacing else None, patch_size=list(patch),
-                         coordinates=None if opts.coordinates in (None, "", "none") else opts.coordinates)
 
 
 def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
@@ -140,7 +102,9 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         else:
             net_cfg = network_config(opts.preset, dims)
             diffusion = DiffusionConfig(num_train_timesteps=opts.timesteps, schedule=opts.schedule)
-            prep = choose_preprocessing(opts, dims, paths[0], net_cfg)
+            prep = choose_preprocessing(dims, paths[0], net_cfg, modality=opts.modality, image_size=opts.image_size,
+                                        spacing=opts.spacing, patch_size=opts.patch_size,
+                                        coordinates=opts.coordinates)
             net_cfg.in_channels = prep.input_channels  # the image plus any coordinate channels
         diffusion.validate()
         objective = previous.pretrain_objective if opts.resume else opts.objective
