@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from DiffusionSegLib.bpr.train import BprOptions, sample_slice_indices, train_bp
 from DiffusionSegLib.cli.main import main
 from DiffusionSegLib.data.coordinates import coordinate_channels, coordinate_map
 from DiffusionSegLib.errors import UserError
+from DiffusionSegLib.runlock import lock_path
 from DiffusionSegLib.sample_data.body_phantom import body_ct_volume
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
@@ -245,6 +247,46 @@ def test_cli_train_errors_and_overwrite(tmp_path, capsys):
     (other / "keep.txt").write_text("mine")
     assert _cli_train(images, other, "--overwrite") == 2  # only a model folder is ever replaced
     assert (other / "keep.txt").read_text() == "mine"
+
+
+def _hold_lock(folder: Path) -> Path:
+    """The lock of ``folder`` as a live run (this process) holds it."""
+    lock = lock_path(folder)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "now",
+                                "command": "diffusionseg bpr train"}))
+    return lock
+
+
+def test_cli_train_and_predict_hold_the_run_lock(phantom_model, tmp_path, capsys):
+    """bpr train locks its output and its project, bpr predict its output, as pretrain/finetune and predict do."""
+    images = tmp_path / "project" / "images"
+    images.mkdir(parents=True)
+    sitk.WriteImage(phantom(1, (400.0, 700.0)), str(images / "a.nrrd"))
+    (tmp_path / "project" / "project.json").write_text("{}")
+    out = tmp_path / "project" / "models" / "bpr"
+    for held in (out, tmp_path / "project"):
+        lock = _hold_lock(held)
+        capsys.readouterr()
+        assert _cli_train(images, out) == 2
+        err = capsys.readouterr().err
+        assert "another DiffusionSeg run" in err and str(held) in err
+        assert not out.exists()
+        lock.unlink()
+    assert _cli_train(images, out) == 0
+    assert not lock_path(out).exists() and not lock_path(tmp_path / "project").exists()  # released
+
+    pred = tmp_path / "pred"
+    lock = _hold_lock(pred)
+    args = ["bpr", "predict", "--model", str(phantom_model), "--images", str(images), "--out", str(pred),
+            "--device", "cpu", "--progress", "json"]
+    capsys.readouterr()
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "another DiffusionSeg run" in captured.err and not pred.exists()
+    assert [json.loads(line)["event"] for line in captured.out.splitlines()] == ["error"]
+    lock.unlink()
+    assert main(args) == 0 and (pred / "a.bpr.json").is_file() and not lock_path(pred).exists()
 
 
 # ------------------------------------------------------------------------- real CT (when available)
