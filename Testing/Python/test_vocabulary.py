@@ -137,10 +137,11 @@ def test_choice_enums_are_strings():
 VOCABULARY_CHOICES = {
     "task": v.TASKS, "mode": v.FINETUNE_MODES, "modality": ("auto",) + v.MODALITIES, "objective": v.OBJECTIVES,
     "precision": v.PRECISIONS, "progress": v.PROGRESS_MODES, "measure": v.CONFIDENCE_MEASURES,
+    "augmentation": v.AUGMENTATIONS,
 }
 COMMAND_CHOICES = {"dims", "preset", "schedule", "method", "strategy", "init", "metric", "command", "bpr_command"}
 VOCABULARY_DEFAULTS = {"mode": v.FinetuneMode.FULL, "objective": v.Objective.DDPM, "precision": v.Precision.AUTO,
-                       "progress": v.Progress.BAR}
+                       "progress": v.Progress.BAR, "augmentation": v.Augmentation(v.DEFAULT_AUGMENTATION)}
 
 
 def _choice_actions(parser: argparse.ArgumentParser, where: str):
@@ -164,7 +165,7 @@ def test_every_cli_choice_list_is_the_vocabulary_s():
         assert tuple(action.choices) == VOCABULARY_CHOICES[action.dest], f"{where} {action.option_strings}"
         if action.dest in VOCABULARY_DEFAULTS:
             assert action.default == VOCABULARY_DEFAULTS[action.dest].value, f"{where} {action.option_strings}"
-    assert {"task", "mode", "modality", "objective", "precision", "progress", "measure"} <= seen
+    assert {"task", "mode", "modality", "objective", "precision", "progress", "measure", "augmentation"} <= seen
 
 
 def test_batch_script_choice_lists_are_the_vocabulary_s(monkeypatch):
