@@ -1,4 +1,5 @@
-"""The benchmark protocol of issue 17, shared by segmentation_jsrt.py and landmarks_isbi.py.
+"""The benchmark protocol of issue 17, shared by segmentation_jsrt.py, landmarks_isbi.py and
+segmentation_hippocampus.py.
 
 - the command line (``add_arguments``): methods, N, draws, the learning-rate, step and
   augmentation grids (every combination one variant, run by ``common.run_grid``),
@@ -6,7 +7,9 @@
   replaces the grids, per method and N), ``--validate K``, ``--seeds-outer``, ``--quick``;
 - one run (``Run``): the methods ``ddpm`` and ``other`` fine-tune a pretrained model and
   ``random`` the same U-Net from random weights (the product's ``finetune`` and
-  ``predict``), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py;
+  ``predict``), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py, all
+  on the benchmark's network grid (``Grid``: 2D images resized whole, or 3D volumes
+  resampled to a spacing and trained on patches);
 - the fields every record carries beside its scores (``Run.record``): the settings it ran
   with, where they came from, whether it was scored on validation or test, wall times and,
   for pretrained methods, the pretraining's own record. ``common.run_grid`` adds the
@@ -20,6 +23,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import pretraining_record
@@ -30,9 +34,11 @@ from DiffusionSegLib.vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION
 
 
 def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: list[int], iterations: list[int],
-                  image_size: list[int], protocol: str, held_out_of: str, quick: str) -> None:
+                  image_size: list[int] | None, protocol: str, held_out_of: str, quick: str, batch_size: int = 4,
+                  preset: str = "small", test_limit: int | None = None) -> None:
     """The options every protocol benchmark has; ``protocol`` names its results folder
-    (``benchmarks/results/<protocol>/choice.json``), ``held_out_of`` what --validate holds cases out of."""
+    (``benchmarks/results/<protocol>/choice.json``), ``held_out_of`` what --validate holds cases out of.
+    ``image_size`` None: a 3D benchmark, which adds its own grid options (see ``Grid``)."""
     p.add_argument("--data", type=Path, default=data)
     p.add_argument("--pretrained", type=Path, help="DDPM-pretrained model (needed by method ddpm)")
     p.add_argument("--pretrained-other", type=Path, help="another pretraining (e.g. pretrain --objective masked)")
@@ -42,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: lis
     p.add_argument("--ns", type=int, nargs="+", default=ns)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--iterations", type=int, nargs="+", default=iterations, help="one value, or a grid to sweep")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--lr", type=float, nargs="+", default=[1e-3], help="one value, or a grid to sweep")
     p.add_argument("--augmentation", nargs="+", default=[DEFAULT_AUGMENTATION], choices=AUGMENTATIONS,
                    help="fine-tuning augmentation of the DiffusionSeg methods: one recipe, or a grid to sweep")
@@ -52,9 +58,12 @@ def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: lis
     p.add_argument("--seeds-outer", action="store_true",
                    help="run draw by draw (every N of a draw before the next draw), so a stopped grid has whole pairs")
     p.add_argument("--timestep", type=int, default=0)
-    p.add_argument("--preset", default="small", help="for random init (must match the pretrained model)")
-    p.add_argument("--image-size", type=int, nargs=2, default=image_size)
-    p.add_argument("--test-limit", type=int, help="score only the first K test cases (quick mode)")
+    p.add_argument("--preset", default=preset, help="for random init (must match the pretrained model)")
+    if image_size is not None:
+        p.add_argument("--image-size", type=int, nargs=2, default=image_size)
+    p.add_argument("--test-limit", type=int, default=test_limit,
+                   help="score only the first K test cases (quick mode)" if test_limit is None else
+                   f"score only the first K test (or validation) cases (default {test_limit}; 0: all)")
     p.add_argument("--validate", type=int, metavar="K",
                    help=f"tuning mode: score on K cases held out of {held_out_of} "
                         "and draw the few-shot cases from the rest")
@@ -92,15 +101,46 @@ def variants_for(args):
     return variants
 
 
+@dataclass
+class Grid:
+    """Where every method of a benchmark sees the images: 2D images resized whole to ``image_size``
+    (x, y), or 3D volumes resampled to ``spacing`` (mm) and trained on random ``patch_size`` crops
+    (x, y, z), predicted with the product's sliding windows; ``modality`` chooses the normalisation."""
+    image_size: list[int] | None = None
+    spacing: list[float] | None = None
+    patch_size: list[int] | None = None
+    modality: str = "xray"
+
+    def finetune_options(self) -> dict:
+        """FinetuneOptions fields (a pretrained model keeps its own spacing; ``patch_size`` replaces its patch)."""
+        return {"image_size": self.image_size, "spacing": self.spacing, "patch_size": self.patch_size,
+                "modality": self.modality}
+
+    def supervised_options(self) -> dict:
+        """SupervisedOptions fields: the same grid for the plain U-Net."""
+        if self.image_size is not None:
+            return {"image_size": tuple(self.image_size)}
+        return {"image_size": None, "spacing": tuple(self.spacing), "patch_size": tuple(self.patch_size),
+                "modality": self.modality}
+
+    def record(self) -> dict:
+        """The record's grid fields (2D: ``image_size`` alone, as before 3D benchmarks followed the protocol)."""
+        if self.image_size is not None:
+            return {"image_size": list(self.image_size)}
+        return {"spacing": list(self.spacing), "patch_size": list(self.patch_size), "modality": self.modality}
+
+
 class Run:
     """One method trained on one draw of N cases with one variant, in a fresh work folder.
 
     ``Run(...)`` makes the folder; ``train`` fits the method; ``predict`` writes predictions of a
     folder of images (the product's files); ``record`` gives the record and removes the folder.
+    ``grid``: the benchmark's network grid; default ``--image-size`` (2D).
     """
 
-    def __init__(self, args, method: str, n: int, seed: int, variant: dict):
+    def __init__(self, args, method: str, n: int, seed: int, variant: dict, grid: Grid | None = None):
         self.args, self.method, self.n, self.seed = args, method, n, seed
+        self.grid = grid or Grid(image_size=args.image_size)
         self.learning_rate, self.iterations = variant["learning_rate"], variant["iterations"]
         # The supervised baseline always has its own (strong) recipe; the DiffusionSeg methods sweep theirs.
         self.augmentation = SupervisedOptions.augmentation if method == "supervised" else variant["augmentation"]
@@ -110,23 +150,26 @@ class Run:
         self.pretrained = {"ddpm": args.pretrained, "other": args.pretrained_other}.get(method)
 
     def train(self, images: Path, annotations: Path, finetune_task: dict, supervised_task: Task) -> None:
-        """``finetune_task``: the task's FinetuneOptions (task and classes, or task and sigma_mm);
+        """``finetune_task``: the task's FinetuneOptions (task and classes, or task and sigma_mm; a
+        benchmark's own methods may add theirs, e.g. ``pretrained`` and ``mode`` for probing);
         ``supervised_task``: the same task for the supervised baseline (supervised_unet.py)."""
         args = self.args
         self.started = time.monotonic()
         if self.method == "supervised":
             self.model, self.summary = train(images, annotations, supervised_task, SupervisedOptions(
                 iterations=self.iterations, batch_size=args.batch_size, learning_rate=self.learning_rate,
-                image_size=tuple(args.image_size), seed=self.seed))
+                seed=self.seed, **self.grid.supervised_options()))
             self.train_seconds = self.summary["train_seconds"]
             self.extra = {"recipe": {"network": "monai.networks.nets.BasicUNet", **self.summary["options"]},
                           "parameters": self.summary["parameters"]}
             return
+        options = {"pretrained": self.pretrained, **self.grid.finetune_options(), **finetune_task}
+        self.pretrained = options["pretrained"]
         self.summary = finetune(FinetuneOptions(
-            **finetune_task, images=images, annotations=annotations, out=self.folder / "model",
-            pretrained=self.pretrained, iterations=self.iterations, batch_size=args.batch_size,
-            learning_rate=self.learning_rate, timestep=args.timestep, preset=args.preset, image_size=args.image_size,
-            modality="xray", checkpoint_every=self.iterations, seed=self.seed, augmentation=self.augmentation,
+            **options, images=images, annotations=annotations, out=self.folder / "model",
+            iterations=self.iterations, batch_size=args.batch_size,
+            learning_rate=self.learning_rate, timestep=args.timestep, preset=args.preset,
+            checkpoint_every=self.iterations, seed=self.seed, augmentation=self.augmentation,
             device=args.device, progress="none"))
         self.train_seconds = time.monotonic() - self.started
         self.extra = {"pretraining": pretraining_record(self.pretrained)} if self.pretrained else {}
@@ -146,7 +189,7 @@ class Run:
                   "finetune_seconds": round(self.train_seconds, 1),
                   "wall_seconds": round(time.monotonic() - self.started, 1), "final_loss": self.summary["final_loss"],
                   "test_cases": test_cases, "learning_rate": self.learning_rate, "iterations": self.iterations,
-                  "batch_size": args.batch_size, "image_size": list(args.image_size),
+                  "batch_size": args.batch_size, **self.grid.record(),
                   "augmentation": self.augmentation, "timestep": None if self.method == "supervised" else args.timestep,
                   "settings_from": str(args.settings) if args.settings else "command line",
                   "scored_on": "validation" if args.validate else "test", **self.extra}

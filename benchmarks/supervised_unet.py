@@ -1,20 +1,24 @@
 """The plain supervised baseline: a MONAI BasicUNet trained nnU-Net-style from scratch on the N labeled cases.
 
 What a user who does not pretrain would run instead of DiffusionSeg: no diffusion model,
-no pretraining, a standard U-Net (instance norm, LeakyReLU, no timestep path) with strong
-augmentation (random affine, elastic, intensity scale/shift, gamma, noise: the ``strong``
-recipe of DiffusionSegLib/data/augment.py, which this baseline's recipe became), the task's
+no pretraining, a standard U-Net (instance norm, LeakyReLU, no timestep path; 2D or 3D as
+the images are) with strong augmentation (random affine, elastic in 2D only, intensity
+scale/shift, gamma, noise on the picture channel: the ``strong`` recipe of
+DiffusionSegLib/data/augment.py, which this baseline's recipe became), the task's
 own loss (segmentation: DiceCE; landmarks: spatial-softmax cross-entropy on Gaussian
 heatmaps), Adam with warm-up and cosine decay. Everything else is shared with the
 DiffusionSeg methods so the comparison is paired and fair:
 
 - the same cases (the benchmark's draw), read by the product's own task
   (``SegmentationTask.load`` or ``LandmarkTask.load`` of DiffusionSegLib/finetune/tasks.py),
-- the same preprocessing (``choose_preprocessing``: x-ray percentile normalisation, whole
-  image resized to the fine-tuning size, e.g. 64x64),
+- the same preprocessing (``choose_preprocessing``, as ``finetune`` without ``--pretrained``):
+  2D x-ray percentile normalisation, whole image resized to the fine-tuning size, e.g.
+  64x64; 3D (MRI, CT) the volume resampled to ``spacing`` and trained on random
+  ``patch_size`` crops of it, the product's patch grid (``training_transform``: pad to at
+  least the patch, random crop, then the recipe),
 - the same prediction path (``predict_segmentation``: softmax resampled back to the image
-  grid, then arg-max; ``predict_landmarks``: heatmap peaks mapped back to millimetres) and
-  the same ``.seg.nrrd`` / ``.mrk.json`` writers,
+  grid, then arg-max, with the product's sliding windows in 3D; ``predict_landmarks``:
+  heatmap peaks mapped back to millimetres) and the same ``.seg.nrrd`` / ``.mrk.json`` writers,
 - scored by the caller with the same ``evaluate_segmentations`` / ``evaluate_landmarks``.
 
     from benchmarks.supervised_unet import SupervisedOptions, segmentation_task, train_and_predict
@@ -37,7 +41,7 @@ from DiffusionSegLib.data.augment import training_transform
 from DiffusionSegLib.data.sampler import StepBatchSampler
 from DiffusionSegLib.finetune.cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, labeled_cases
 from DiffusionSegLib.finetune.tasks import LandmarkTask, SegmentationTask
-from DiffusionSegLib.imageio import list_images, read_image
+from DiffusionSegLib.imageio import check_same_dims, list_images, read_image
 from DiffusionSegLib.labels import write_seg_nrrd
 from DiffusionSegLib.landmarks import write_mrk_json
 from DiffusionSegLib.nets import network_config
@@ -48,7 +52,8 @@ from DiffusionSegLib.vocabulary import LANDMARK_FILE_SUFFIX, SEGMENTATION_FILE_S
 from DiffusionSegLib.training.device import Precision
 from DiffusionSegLib.data.choose import choose_preprocessing
 
-FEATURES = (32, 32, 64, 128, 256, 32)   # MONAI BasicUNet's default widths (1.9 M parameters in 2D)
+FEATURES = (32, 32, 64, 128, 256, 32)   # MONAI BasicUNet's default widths (1.9 M parameters in 2D, 5.7 M in 3D)
+DOWNSAMPLING = 2 ** 4                    # BasicUNet halves the image four times
 
 
 @dataclass
@@ -58,13 +63,35 @@ class SupervisedOptions:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     warmup_steps: int = 20
-    image_size: tuple[int, int] = (64, 64)
+    image_size: tuple[int, ...] | None = (64, 64)   # 2D: the whole image resized to this (x, y)
     augmentation: str = "strong"     # DiffusionSegLib.data.augment's recipe (nnU-Net-style)
     seed: int = 0
+    # 3D (image_size None): the product's patch grid, as `finetune --spacing --patch-size` (x, y, z)
+    spacing: tuple[float, ...] | None = None
+    patch_size: tuple[int, ...] | None = None
+    modality: str | None = None      # None: x-ray in 2D, guessed from the intensities in 3D
+
+    def recipe(self) -> dict:
+        """The options that apply (a 2D run has no spacing, patch or modality; a 3D run no image size)."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def build_network(out_channels: int) -> torch.nn.Module:
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=out_channels, features=FEATURES)
+def build_network(out_channels: int, dims: int = 2) -> torch.nn.Module:
+    return BasicUNet(spatial_dims=dims, in_channels=1, out_channels=out_channels, features=FEATURES)
+
+
+@dataclass
+class BaselineModel(LoadedModel):
+    """The trained BasicUNet as the product's ``LoadedModel`` (prediction reads its config's kind, dims,
+    task and preprocessing); it has no diffusion U-Net config, so it states its own downsampling."""
+
+    @property
+    def downsampling_factor(self) -> int:
+        return DOWNSAMPLING
+
+
+def _listed(values) -> list | None:
+    return list(values) if values is not None else None
 
 
 def lr_at(opts: SupervisedOptions, step: int) -> float:
@@ -92,12 +119,20 @@ def train(images: Path, labels: Path, task: Task, opts: SupervisedOptions) -> tu
     """
     torch.manual_seed(opts.seed)
     cases = labeled_cases(images, labels, SEGMENTATION_SUFFIXES if task.kind == "segmentation" else LANDMARK_SUFFIXES)
-    prep = choose_preprocessing(2, cases[0].image, network_config("tiny", 2), modality="xray",
-                                image_size=list(opts.image_size))
+    dims = check_same_dims([c.image for c in cases])
+    # The grid a random-init `finetune` chooses (the tiny preset's size rule checks the patch, as it does there).
+    prep = choose_preprocessing(dims, cases[0].image, network_config("tiny", dims),
+                                modality=opts.modality or ("xray" if dims == 2 else "auto"),
+                                image_size=_listed(opts.image_size), spacing=_listed(opts.spacing),
+                                patch_size=_listed(opts.patch_size))
+    if math.prod(s // DOWNSAMPLING for s in prep.patch_size) < 2:
+        raise ValueError(f"BasicUNet's instance norm needs more than one voxel at 1/{DOWNSAMPLING} resolution: "
+                         f"a patch of {prep.patch_size} has one; make a side at least {2 * DOWNSAMPLING}.")
     loaded = [task.load(case, prep) for case in cases]
-    net = build_network(task.out_channels)
+    net = build_network(task.out_channels, dims)
     optimizer = torch.optim.Adam(net.parameters(), lr=opts.learning_rate, weight_decay=opts.weight_decay)
-    transform = training_transform(tuple(reversed(opts.image_size)), image_keys=task.image_keys,
+    # As finetune: pad each case to at least the patch, a random crop of it (2D: the whole resized image).
+    transform = training_transform(prep.patch_shape, image_keys=task.image_keys,
                                    label_keys=task.label_keys, recipe=opts.augmentation)
     sampler = StepBatchSampler(len(cases), opts.batch_size, opts.iterations, seed=opts.seed)
 
@@ -126,13 +161,13 @@ def train(images: Path, labels: Path, task: Task, opts: SupervisedOptions) -> tu
     device = torch.device("cpu")
     # What prediction reads of a model's config: its kind, dims and task (this U-Net is no diffusion U-Net).
     task_config = modelconfig.SegmentationTask if task.kind == "segmentation" else modelconfig.LandmarkTask
-    config = modelconfig.ModelConfig(kind=task.kind, dims=2, network=None,
+    config = modelconfig.ModelConfig(kind=task.kind, dims=dims, network=None,
                                      preprocessing=modelconfig.Preprocessing.from_dict(prep.to_dict()),
                                      task=task_config(**task.describe()))
-    model = LoadedModel(config=config, network=net,
-                        preprocessing=prep, device=device, precision=Precision.choose(device, "fp32"))
+    model = BaselineModel(config=config, network=net,
+                          preprocessing=prep, device=device, precision=Precision.choose(device, "fp32"))
     return model, {"final_loss": float(np.mean(losses[-20:])), "train_seconds": round(train_s, 1),
-                   "parameters": sum(p.numel() for p in net.parameters()), "options": asdict(opts)}
+                   "parameters": sum(p.numel() for p in net.parameters()), "options": opts.recipe()}
 
 
 def predict_folder(model: LoadedModel, test_images: Path, out: Path) -> float:
