@@ -1,10 +1,13 @@
-"""The benchmark protocol (issue 17) on the ISBI landmark benchmark, on tiny generated phantoms.
+"""The benchmark protocol (issue 17) on the ISBI landmark and the 3D hippocampus benchmarks, on tiny phantoms.
 
 ``landmarks_isbi.py --validate`` scores cases held out of the train split and never a test
 case; ``report.py`` turns the validation sweep into ``choice.json`` (lower MRE is better);
 ``--settings choice.json`` runs exactly those settings on test1/test2; the paired report
 reads the test records. The supervised landmark baseline (a plain BasicUNet on heatmaps)
 trains with the product's LandmarkTask and predicts ``.mrk.json`` through the product's path.
+``segmentation_hippocampus.py`` follows the same protocol in 3D (highest mean Dice wins), with
+the supervised BasicUNet in 3D trained on the product's patches and predicted through the
+product's sliding windows.
 """
 
 from __future__ import annotations
@@ -15,16 +18,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks import landmarks_isbi, protocol, report  # noqa: E402
-from benchmarks.common import paired_bootstrap  # noqa: E402
+from benchmarks import landmarks_isbi, protocol, report, segmentation_hippocampus  # noqa: E402
+from benchmarks.common import paired_bootstrap, split  # noqa: E402
 from benchmarks.supervised_unet import SupervisedOptions, train_and_predict  # noqa: E402
 from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks  # noqa: E402
 from DiffusionSegLib.finetune.tasks import LandmarkTask  # noqa: E402
 from DiffusionSegLib.landmarks import read_landmarks  # noqa: E402
+from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain  # noqa: E402
 from DiffusionSegLib.sample_data import CHEST_LANDMARKS, generate_sample_dataset  # noqa: E402
 from DiffusionSegLib.vocabulary import case_name  # noqa: E402
 
@@ -43,8 +48,8 @@ def isbi_like(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
     return data, splits
 
 
-def _run_benchmark(monkeypatch, argv: list[str]) -> list[str]:
-    """Run landmarks_isbi.py in this process; returns the case names of every image it predicted."""
+def _run_benchmark(monkeypatch, argv: list[str], benchmark=landmarks_isbi) -> list[str]:
+    """Run a benchmark script in this process; returns the case names of every image it predicted."""
     predicted = []
     real_predict = protocol.Run.predict
 
@@ -53,8 +58,8 @@ def _run_benchmark(monkeypatch, argv: list[str]) -> list[str]:
         return real_predict(self, images, out)
 
     monkeypatch.setattr(protocol.Run, "predict", spy)
-    monkeypatch.setattr(sys, "argv", ["landmarks_isbi.py", *argv])
-    landmarks_isbi.main()
+    monkeypatch.setattr(sys, "argv", [Path(benchmark.__file__).name, *argv])
+    benchmark.main()
     return predicted
 
 
@@ -141,3 +146,81 @@ def test_paired_wins_follow_the_metric_direction():
     a, b = {0: 1.0, 1: 3.0, 2: 2.0}, {0: 2.0, 1: 2.0, 2: 2.0}
     assert paired_bootstrap(a, b)["wins"] == 1                          # higher is better: draw 1
     assert paired_bootstrap(a, b, higher_is_better=False)["wins"] == 1  # lower is better: draw 0
+
+
+@pytest.fixture(scope="module")
+def hippocampus_like(tmp_path_factory) -> Path:
+    """Eight 3D phantoms (32x32x16 voxels of 3x3x6 mm, two structures) laid out like
+    ../shared/data/hippocampus (imagesTr/ and labelsTr/ of .nii.gz), and a 3D DDPM pretraining
+    of two steps on 16x16x16 patches of all eight (pretrained/)."""
+    root = tmp_path_factory.mktemp("hippocampus")
+    generate_sample_dataset(root / "phantoms", dims=3, n_cases=8, size=(16, 32, 32))
+    for folder, src in (("imagesTr", "images"), ("labelsTr", "labels")):
+        (root / "data" / folder).mkdir(parents=True)
+        for path in sorted((root / "phantoms" / src).glob("*.nrrd")):
+            sitk.WriteImage(sitk.ReadImage(str(path)), str(root / "data" / folder / f"{case_name(path)}.nii.gz"))
+    pretrain(PretrainOptions(images=root / "data" / "imagesTr", out=root / "pretrained", preset="tiny", iterations=2,
+                             batch_size=2, spacing=[3.0, 3.0, 6.0], patch_size=[16, 16, 16], modality="mri",
+                             checkpoint_every=2, device="cpu", progress="none"))
+    return root / "data"
+
+
+def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hippocampus_like, tmp_path, monkeypatch):
+    data = hippocampus_like
+    results = tmp_path / "hippocampus_protocol"
+    train, test = split(sorted(case_name(p) for p in (data / "labelsTr").iterdir()))
+    common = ["--data", str(data), "--pretrained", str(data.parent / "pretrained"), "--work", str(tmp_path / "work"),
+              "--methods", "ddpm", "random", "supervised", "--ns", "1", "--spacing", "3", "3", "6",
+              "--patch-size", "32", "32", "16", "--iterations", "2", "--device", "cpu"]
+
+    # Validation: 1 case held out of the training half, a grid of two learning rates.
+    predicted = _run_benchmark(monkeypatch, [*common, "--validate", "1", "--seeds", "0", "--lr", "1e-3", "3e-3",
+                                             "--out", str(results / "validation" / "grid")],
+                               segmentation_hippocampus)
+    val = json.loads((results / "validation" / "grid.json").read_text())
+    (held,) = val["scored_cases"].values()
+    assert len(held) == 1 and set(held) <= set(train) and set(val["scored_cases"]) == {"validation"}
+    assert set(predicted) == set(held), "validation predicts the held-out train case and nothing else"
+    assert not set(predicted) & set(test), "validation never touches the test half"
+    records = val["records"]
+    assert len(records) == 3 * 2   # (ddpm, random, supervised) x lr
+    for r in records:
+        assert r["scored_on"] == "validation" and r["test_cases"] == 1 and not set(r["cases"]) & (set(held) | set(test))
+        assert r["spacing"] == [3.0, 3.0, 6.0] and r["patch_size"] == [32, 32, 16] and r["modality"] == "mri"
+        assert "image_size" not in r and r["batch_size"] == 2 and r["iterations"] == 2
+        assert {"git_commit", "versions", "machine"} <= set(r["provenance"]) and r["wall_seconds"] >= 0
+        assert 0 <= r["mean_dice"] <= 1 and set(r["per_class"]) == {"anterior", "posterior"}
+        assert r["augmentation"] == ("strong" if r["method"] == "supervised" else "mild")
+        assert r["predict_seconds_per_volume"] >= 0
+        # The pretrained method's record has its pretraining's; its 16x16x16 patch is replaced by --patch-size.
+        assert ("pretraining" in r) == (r["method"] == "ddpm") and ("recipe" in r) == (r["method"] == "supervised")
+        assert r.get("pretraining", {"training": {"images": 8}})["training"]["images"] == 8
+    recipe = next(r["recipe"] for r in records if r["method"] == "supervised")
+    assert recipe["patch_size"] == [32, 32, 16] and recipe["spacing"] == [3.0, 3.0, 6.0] and "image_size" not in recipe
+    assert max(r["parameters"] for r in records if r["method"] == "supervised") > 5_000_000  # the 3D BasicUNet
+
+    # The choice: the highest mean validation Dice per method and N.
+    report.choose_settings(results / "validation", report.HIPPOCAMPUS)
+    choice = json.loads((results / "choice.json").read_text())
+    assert choice["rule"].startswith("highest mean validation mean Dice")
+    for m in ("ddpm", "random", "supervised"):
+        best = max((r for r in records if r["method"] == m), key=lambda r: r["mean_dice"])
+        picked = choice["choice"][m]["1"]
+        assert picked["learning_rate"] == best["learning_rate"]
+        assert picked["validation_mean_dice"] == round(best["mean_dice"], 3)
+
+    # Test: --settings replaces the grid; the test half (its first 2 cases) is scored.
+    predicted = _run_benchmark(monkeypatch, [*common, "--seeds", "0", "--settings", str(results / "choice.json"),
+                                             "--test-limit", "2", "--out", str(results / "test" / "grid")],
+                               segmentation_hippocampus)
+    assert set(predicted) == set(test[:2])
+    tested = json.loads((results / "test" / "grid.json").read_text())["records"]
+    assert len(tested) == 3
+    for r in tested:
+        picked = choice["choice"][r["method"]]["1"]
+        assert (r["learning_rate"], r["iterations"]) == (picked["learning_rate"], picked["iterations"])
+        assert r["scored_on"] == "test" and r["settings_from"] == str(results / "choice.json")
+    text = report.protocol_test(results / "test", report.HIPPOCAMPUS)
+    assert "| 1 | ddpm - supervised |" in text and "## Test mean Dice" in text
+    summary = json.loads((results / "test" / "summary.json").read_text())
+    assert set(summary["differences"]) == {"ddpm - supervised", "ddpm - random", "random - supervised"}
