@@ -145,6 +145,16 @@ def augmentation_of(record: dict) -> str:
     return record.get("augmentation") or ("strong" if record["method"] == "supervised" else "mild")
 
 
+def by_recipe(records: list[dict]) -> list[dict]:
+    """Records whose method ran with several augmentation recipes in one folder are told apart by name
+    (``ddpm`` -> ``ddpm-mild``, ``ddpm-strong``); a method with one recipe keeps its name."""
+    recipes: dict[str, set] = {}
+    for r in records:
+        recipes.setdefault(r["method"], set()).add(augmentation_of(r))
+    return [{**r, "method": f"{r['method']}-{augmentation_of(r)}"} if len(recipes[r["method"]]) > 1 else r
+            for r in records]
+
+
 @dataclass(frozen=True)
 class Metric:
     """The score a protocol chooses settings by and compares methods on."""
@@ -188,7 +198,7 @@ def beats_supervised(margin: float) -> Callable[[str, str, dict], str]:
     """The target column of a DiffusionSeg variant A against the supervised U-Net: met when the mean paired
     difference is at least ``margin`` and its 95% interval lies above 0."""
     def meets(a: str, b: str, result: dict) -> str:
-        if b == "supervised" and a != "random":
+        if b == "supervised" and a.split("-")[0] != "random":
             return "met" if result["mean"] >= margin and result["ci95"][0] > 0 else "not met"
         return ""
 
@@ -292,10 +302,13 @@ def protocol_test(folder: Path, protocol: Protocol = JSRT,
     """Test means per method and N, and the paired bootstrap 95% CI of (A - B) over draws, beside the targets."""
     metric = protocol.metric
     records, invocations = gather(folder)
-    records = [r for r in records if r.get("scored_on", "test") == "test"]
+    records = by_recipe([r for r in records if r.get("scored_on", "test") == "test"])
+    methods = sorted({r["method"] for r in records})
+    # Each base pair (ddpm, supervised) covers every recipe of its methods (ddpm-mild, ddpm-strong).
+    variants = lambda m: [x for x in methods if x.split("-")[0] == m]  # noqa: E731
+    pairs = [(va, vb) for a, b in pairs for va in variants(a) for vb in variants(b)]
     by = lambda m, n: {r["seed"]: metric.scale * r[metric.key]  # noqa: E731
                        for r in records if r["method"] == m and r["n"] == n}
-    methods = sorted({r["method"] for r in records})
     ns = sorted({r["n"] for r in records})
     settings = {m: sorted({(r["n"], r["learning_rate"], r["iterations"], augmentation_of(r)) for r in records
                            if r["method"] == m}) for m in methods}
