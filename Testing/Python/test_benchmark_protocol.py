@@ -31,7 +31,7 @@ from DiffusionSegLib.finetune.tasks import LandmarkTask  # noqa: E402
 from DiffusionSegLib.landmarks import read_landmarks  # noqa: E402
 from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain  # noqa: E402
 from DiffusionSegLib.sample_data import CHEST_LANDMARKS, generate_sample_dataset  # noqa: E402
-from DiffusionSegLib.vocabulary import case_name  # noqa: E402
+from DiffusionSegLib.vocabulary import DEFAULT_AUGMENTATION, case_name  # noqa: E402
 
 # Phantoms at 64x64 (5.6 mm pixels) trained at 32x32: a sigma of a few network pixels.
 TINY = ["--image-size", "32", "32", "--preset", "tiny", "--sigma-mm", "15", "--device", "cpu"]
@@ -190,7 +190,7 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
         assert "image_size" not in r and r["batch_size"] == 2 and r["iterations"] == 2
         assert {"git_commit", "versions", "machine"} <= set(r["provenance"]) and r["wall_seconds"] >= 0
         assert 0 <= r["mean_dice"] <= 1 and set(r["per_class"]) == {"anterior", "posterior"}
-        assert r["augmentation"] == ("strong" if r["method"] == "supervised" else "mild")
+        assert r["augmentation"] == ("strong" if r["method"] == "supervised" else DEFAULT_AUGMENTATION)
         assert r["predict_seconds_per_volume"] >= 0
         # The pretrained method's record has its pretraining's; its 16x16x16 patch is replaced by --patch-size.
         assert ("pretraining" in r) == (r["method"] == "ddpm") and ("recipe" in r) == (r["method"] == "supervised")
