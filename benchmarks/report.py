@@ -147,11 +147,11 @@ def augmentation_of(record: dict) -> str:
 
 def by_recipe(records: list[dict]) -> list[dict]:
     """Records whose method ran with several augmentation recipes in one folder are told apart by name
-    (``ddpm`` -> ``ddpm-mild``, ``ddpm-strong``); a method with one recipe keeps its name."""
+    (``ddpm`` -> ``ddpm (mild)``, ``ddpm (strong)``); a method with one recipe keeps its name."""
     recipes: dict[str, set] = {}
     for r in records:
         recipes.setdefault(r["method"], set()).add(augmentation_of(r))
-    return [{**r, "method": f"{r['method']}-{augmentation_of(r)}"} if len(recipes[r["method"]]) > 1 else r
+    return [{**r, "method": f"{r['method']} ({augmentation_of(r)})"} if len(recipes[r["method"]]) > 1 else r
             for r in records]
 
 
@@ -198,7 +198,7 @@ def beats_supervised(margin: float) -> Callable[[str, str, dict], str]:
     """The target column of a DiffusionSeg variant A against the supervised U-Net: met when the mean paired
     difference is at least ``margin`` and its 95% interval lies above 0."""
     def meets(a: str, b: str, result: dict) -> str:
-        if b == "supervised" and a.split("-")[0] != "random":
+        if b == "supervised" and a.split(" (")[0] != "random":
             return "met" if result["mean"] >= margin and result["ci95"][0] > 0 else "not met"
         return ""
 
@@ -304,8 +304,8 @@ def protocol_test(folder: Path, protocol: Protocol = JSRT,
     records, invocations = gather(folder)
     records = by_recipe([r for r in records if r.get("scored_on", "test") == "test"])
     methods = sorted({r["method"] for r in records})
-    # Each base pair (ddpm, supervised) covers every recipe of its methods (ddpm-mild, ddpm-strong).
-    variants = lambda m: [x for x in methods if x.split("-")[0] == m]  # noqa: E731
+    # Each base pair (ddpm, supervised) covers every recipe of its methods (ddpm (mild), ddpm (strong)).
+    variants = lambda m: [x for x in methods if x.split(" (")[0] == m]  # noqa: E731
     pairs = [(va, vb) for a, b in pairs for va in variants(a) for vb in variants(b)]
     by = lambda m, n: {r["seed"]: metric.scale * r[metric.key]  # noqa: E731
                        for r in records if r["method"] == m and r["n"] == n}
