@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..predict.defaults import DEFAULT_OVERLAP, MAX_WINDOW_VOXELS
 from .common import add_runtime_options
 
 
@@ -19,7 +20,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--format", dest="formats", default="", help="also write label maps: nii.gz,nrrd,png")
     p.add_argument("--overlay", action="store_true", help="also write <case>_overlay.png to look at")
     p.add_argument("--min-confidence", type=float, default=0.3, help="landmarks below it are flagged (kept)")
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (3D)")
+    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="sliding-window overlap (3D)")
+    p.add_argument("--window-voxels", type=int, default=0,
+                   help="let sliding windows grow past the training patch up to this many voxels (e.g. "
+                        f"{MAX_WINDOW_VOXELS}): faster, but the output changes; default 0, the training patch")
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -30,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     opts = PredictOptions(model=args.model, images=args.images, out=args.out,
                           formats=[f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()],
                           overlay=args.overlay, min_confidence=args.min_confidence, overlap=args.overlap,
+                          max_window_voxels=args.window_voxels or None,
                           device=args.device, precision=args.precision, progress=args.progress)
     summary = predict(opts)
     if args.progress != "json":

@@ -18,26 +18,59 @@ Landmarks: each point's spatial-softmax peak mass (``decode_heatmaps``); the cas
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 #: A pixel is uncertain when no class reaches this probability.
 UNCERTAIN_BELOW = 0.75
 
 
+class ConfidenceTally:
+    """The segmentation measures above, summed slab by slab so no whole-volume copy is kept.
+
+    ``add`` takes probabilities ``(C + 1, *R)`` (any part of the image, torch or numpy);
+    ``result`` gives the measures of everything added, as :func:`segmentation_confidence`.
+    """
+
+    def __init__(self, classes: list[str]):
+        self.classes = list(classes)
+        self.voxels = self.area = self.uncertain = 0
+        self.best_sum = self.foreground_best_sum = 0.0
+        self.class_voxels = [0] * len(self.classes)
+        self.class_best_sum = [0.0] * len(self.classes)
+
+    def add(self, probabilities) -> None:
+        p = torch.as_tensor(probabilities)
+        best, predicted = p.max(0)
+        best = best.double()  # why: sums over 10^8 voxels in float32 lose the 4th decimal
+        foreground = predicted > 0
+        self.voxels += best.numel()
+        self.area += int(foreground.sum())
+        self.uncertain += int((best < UNCERTAIN_BELOW).sum())
+        self.best_sum += float(best.sum())
+        self.foreground_best_sum += float(best[foreground].sum())
+        for i in range(len(self.classes)):
+            mask = predicted == i + 1
+            self.class_voxels[i] += int(mask.sum())
+            self.class_best_sum[i] += float(best[mask].sum())
+
+    def result(self) -> dict:
+        area = self.area
+        foreground = round(self.foreground_best_sum / area, 4) if area else 0.0
+        per_class = {name: (round(self.class_best_sum[i] / n, 4) if n else None)
+                     for i, (name, n) in enumerate(zip(self.classes, self.class_voxels))}
+        return {"confidence": foreground,
+                "foreground_confidence": foreground,
+                "image_confidence": round(self.best_sum / self.voxels, 4),
+                "uncertain_fraction": round(min(1.0, self.uncertain / area), 4) if area else 1.0,
+                "foreground_fraction": round(area / self.voxels, 4),
+                "class_confidence": per_class}
+
+
 def segmentation_confidence(probabilities: np.ndarray, classes: list[str]) -> dict:
     """The measures above for one case. ``probabilities``: (C + 1, *S), summing to 1 over axis 0."""
-    best = probabilities.max(0)
-    predicted = probabilities.argmax(0)
-    foreground = predicted > 0
-    area = int(foreground.sum())
-    uncertain = int((best < UNCERTAIN_BELOW).sum())
-    per_class = {name: (round(float(best[predicted == i + 1].mean()), 4) if (predicted == i + 1).any() else None)
-                 for i, name in enumerate(classes)}
-    return {"confidence": round(float(best[foreground].mean()), 4) if area else 0.0,
-            "foreground_confidence": round(float(best[foreground].mean()), 4) if area else 0.0,
-            "image_confidence": round(float(best.mean()), 4),
-            "uncertain_fraction": round(min(1.0, uncertain / area), 4) if area else 1.0,
-            "foreground_fraction": round(float(foreground.mean()), 4),
-            "class_confidence": per_class}
+    tally = ConfidenceTally(classes)
+    tally.add(probabilities)
+    return tally.result()
 
 
 def landmark_confidence(names: list[str], confidence) -> dict:

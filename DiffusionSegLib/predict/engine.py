@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from monai.inferers import sliding_window_inference
 
 from ..data.preprocess import Preprocessing
 from ..errors import UserError
@@ -18,6 +18,8 @@ from ..probe import build_probe_network
 from ..modelconfig import TASK_KINDS, ModelConfig
 from ..training.checkpoint import fit_weights, load_model_config, load_weights
 from ..training.device import Precision, choose_device
+from .defaults import CPU_WINDOWS_PER_CALL, DEFAULT_OVERLAP, GPU_WINDOWS_PER_CALL
+from .windows import blended_slabs, inference_window
 
 
 @dataclass
@@ -31,6 +33,11 @@ class LoadedModel:
     @property
     def kind(self) -> str:
         return self.config.kind
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Every side of a network input must divide by this (see ``NetworkConfig``)."""
+        return NetworkConfig.from_dict(self.config.network.to_dict()).downsampling_factor
 
 
 def load_task_model(model_dir: Path, device: str = "auto", precision: str = "auto") -> LoadedModel:
@@ -57,15 +64,15 @@ def load_task_model(model_dir: Path, device: str = "auto", precision: str = "aut
     return LoadedModel(config, net, preprocessing, dev, Precision.choose(dev, precision))
 
 
-@torch.no_grad()
-def network_output(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = 0.5,
-                   windows: bool | None = None) -> np.ndarray:
-    """Raw network output ``(C, *S)`` for one preprocessed image ``(C_in, *S)`` (or ``(*S)``).
+def output_slabs(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = DEFAULT_OVERLAP,
+                 windows: bool | None = None, max_window_voxels: int | None = None
+                 ) -> Iterator[tuple[int, torch.Tensor]]:
+    """Raw network output of one preprocessed image, as finished slabs of the first axis.
 
-    2D images resized to the training size take one forward pass. Otherwise (3D, or
-    an image larger than the training patch) MONAI's sliding-window inference with
-    ``overlap`` and Gaussian weighting averages overlapping patches; images smaller
-    than the patch are padded and cropped back by MONAI.
+    An image of the training patch's shape (2D images resized to the training size) takes
+    one forward pass. Otherwise (3D, or a 2D image larger than the patch) overlapping
+    windows, Gaussian-weighted, are blended (``windows.blended_slabs``); the window grows
+    past the training patch up to ``max_window_voxels`` (``windows.inference_window``).
 
     Args:
         grid_pixels: ``(C_in, *S)`` network input on the network grid (the normalised
@@ -73,24 +80,38 @@ def network_output(model: LoadedModel, grid_pixels: np.ndarray, overlap: float =
             or a single-channel ``(*S)``.
         windows: force (True) or forbid (False) the sliding-window path; None decides
             by shape.
-    Returns:
-        ``(C, *S)`` float32.
+        max_window_voxels: None slides windows of the training patch's size.
+    Yields:
+        ``(row, slab)``: ``slab`` is ``(C, R, *S[1:])`` float32 on the CPU for rows
+        ``row .. row + R - 1``; the slabs cover ``S[0]`` once, in order.
     """
     x = torch.from_numpy(np.ascontiguousarray(grid_pixels, dtype=np.float32))
-    x = (x[None] if x.ndim == model.preprocessing.dims + 1 else x[None, None]).to(model.device)
+    x = (x if x.ndim == model.preprocessing.dims + 1 else x[None]).to(model.device)
     patch = model.preprocessing.patch_shape
-    with model.precision.autocast():
-        if windows is False or (windows is None and tuple(x.shape[2:]) == tuple(patch)):
-            out = model.network(x)
-        else:
-            out = sliding_window_inference(x, roi_size=patch, sw_batch_size=4, predictor=model.network,
-                                           overlap=overlap, mode="gaussian", padding_mode="replicate")
-    return out[0].float().cpu().numpy()
+
+    @torch.no_grad()
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        with model.precision.autocast():
+            return model.network(batch)
+
+    if windows is False or (windows is None and tuple(x.shape[1:]) == tuple(patch)):
+        yield 0, predict(x[None])[0].float().cpu()
+        return
+    window = inference_window(x.shape[1:], patch, model.downsampling_factor, max_window_voxels, overlap)
+    batch = CPU_WINDOWS_PER_CALL if model.device.type == "cpu" else GPU_WINDOWS_PER_CALL
+    for row, slab in blended_slabs(predict, x, window, overlap, batch):
+        yield row, slab.cpu()
 
 
-def on_grid(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
-    """``(C, *S)`` channels as a vector image with ``grid``'s geometry."""
-    channels_last = np.moveaxis(array, 0, -1).astype(np.float32)
-    image = sitk.GetImageFromArray(channels_last, isVector=True)
-    image.CopyInformation(grid)
-    return image
+def network_output(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = DEFAULT_OVERLAP,
+                   windows: bool | None = None, max_window_voxels: int | None = None) -> np.ndarray:
+    """The whole ``(C, *S)`` float32 output of :func:`output_slabs` (landmark heatmaps, uncertainty).
+
+    Segmentation does not call this: it turns each slab into probabilities as it comes.
+    """
+    out = None
+    for row, slab in output_slabs(model, grid_pixels, overlap, windows, max_window_voxels):
+        if out is None:
+            out = np.empty((slab.shape[0], *np.shape(grid_pixels)[-model.preprocessing.dims:]), np.float32)
+        out[:, row:row + slab.shape[1]] = slab.numpy()
+    return out
