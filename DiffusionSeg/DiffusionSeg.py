@@ -34,7 +34,8 @@ from DiffusionSegModuleLib.corelogic import CoreLogic, RunRecord, latestCurve
 from DiffusionSegModuleLib.nodeio import MRMLContext
 
 backend.ensure_importable()
-from DiffusionSegLib.vocabulary import FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality  # noqa: E402  (stated once)
+from DiffusionSegLib.vocabulary import (  # noqa: E402  (stated once)
+    DEFAULT_FINETUNE_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
 
 #
 # DiffusionSeg
@@ -85,7 +86,7 @@ class DiffusionSegParameterNode:
     pretrainedModel: Path
     # Optional: the wrapper writes None before anything is annotated; a Union without None cannot hold it.
     annotationNode: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]] = None
-    finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = 300  # the backend's default (finetune_cmd.py)
+    finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = DEFAULT_FINETUNE_ITERATIONS
     finetuneMode: Annotated[str, Choice(list(FINETUNE_MODES))] = FinetuneMode.FULL.value
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"

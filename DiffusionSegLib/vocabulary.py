@@ -74,8 +74,10 @@ PRECISIONS = values(Precision)
 PROGRESS_MODES = values(Progress)
 CONFIDENCE_MEASURES = values(ConfidenceMeasure)
 AUGMENTATIONS = values(Augmentation)
-#: Fine-tuning's default recipe (chosen on the JSRT validation split, benchmarks/results/RESULTS.md).
-DEFAULT_AUGMENTATION = Augmentation.MILD.value
+#: Fine-tuning's defaults: the recipe and the number of steps (chosen on the JSRT validation split,
+#: benchmarks/results/RESULTS.md); the CLI, the Slicer panel and the batch script all read them here.
+DEFAULT_FINETUNE_ITERATIONS = 1200
+DEFAULT_AUGMENTATION = Augmentation.STRONG.value
 
 # ------------------------------------------------------------------ file roles
 #: Images: every suffix SimpleITK reads for us (a DICOM file may also have none, see is_dicom_file).

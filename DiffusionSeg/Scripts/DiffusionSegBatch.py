@@ -31,7 +31,8 @@ from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 
 backend.ensure_importable()
 from DiffusionSegLib.errors import UserError  # noqa: E402
-from DiffusionSegLib.vocabulary import FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality  # noqa: E402
+from DiffusionSegLib.vocabulary import (  # noqa: E402
+    DEFAULT_FINETUNE_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
 
 
 def parse_args(argv):
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pretrain", action="store_true")
     parser.add_argument("--pretrain-iterations", type=int, default=2000)
     parser.add_argument("--finetune", action="store_true")
-    parser.add_argument("--finetune-iterations", type=int, default=300)  # the backend's default (finetune_cmd.py)
+    parser.add_argument("--finetune-iterations", type=int, default=DEFAULT_FINETUNE_ITERATIONS)
     parser.add_argument("--mode", choices=FINETUNE_MODES, default=FinetuneMode.FULL.value,
                         help="full: fine-tune the whole U-Net; probe/mlp: frozen pretrained U-Net and a trained head")
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")

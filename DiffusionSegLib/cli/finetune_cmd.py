@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..nets import PRESETS
-from ..vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION, FINETUNE_MODES, TASKS, FinetuneMode
+from ..vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION, DEFAULT_FINETUNE_ITERATIONS, FINETUNE_MODES, TASKS, FinetuneMode
 from .common import add_runtime_options, positive_int
 
 
@@ -48,7 +48,7 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--classes", type=names, help="class names for label maps, comma-separated (value i = i-th name)")
     p.add_argument("--landmark-names", type=names, help="landmarks to learn, comma-separated (default: all found)")
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
-    p.add_argument("--iterations", type=positive_int, default=300)
+    p.add_argument("--iterations", type=positive_int, default=DEFAULT_FINETUNE_ITERATIONS)
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument("--learning-rate", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)

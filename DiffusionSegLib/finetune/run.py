@@ -30,7 +30,7 @@ from ..training.guard import RunGuard, prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
 from ..vocabulary import FINETUNE_MODES as MODES
-from ..vocabulary import DEFAULT_AUGMENTATION, TASKS
+from ..vocabulary import DEFAULT_AUGMENTATION, DEFAULT_FINETUNE_ITERATIONS, TASKS
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
 from .extra import MixedBatchSampler, check_weight, extra_cases
 from .network import task_network
@@ -55,7 +55,7 @@ class FinetuneOptions:
     probe_hidden: int = 64
     classes: list[str] | None = None
     landmark_names: list[str] | None = None
-    iterations: int = 300
+    iterations: int = DEFAULT_FINETUNE_ITERATIONS
     batch_size: int = 4
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
