@@ -24,6 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--window-voxels", type=int, default=0,
                    help="let sliding windows grow past the training patch up to this many voxels (e.g. "
                         f"{MAX_WINDOW_VOXELS}): faster, but the output changes; default 0, the training patch")
+    p.add_argument("--fast", action="store_true",
+                   help="mixed precision (bf16 also on a CPU), channels-last and torch.compile: for a GPU")
     add_runtime_options(p)
     p.set_defaults(run=run)
 
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     opts = PredictOptions(model=args.model, images=args.images, out=args.out,
                           formats=[f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()],
                           overlay=args.overlay, min_confidence=args.min_confidence, overlap=args.overlap,
-                          max_window_voxels=args.window_voxels or None,
+                          max_window_voxels=args.window_voxels or None, fast=args.fast,
                           device=args.device, precision=args.precision, progress=args.progress)
     summary = predict(opts)
     if args.progress != "json":

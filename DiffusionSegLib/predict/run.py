@@ -22,7 +22,7 @@ from ..vocabulary import PREDICTION_CONFIDENCE_FILE as CONFIDENCE_FILE
 from ..imageio.verify import verify_images
 from ..training.guard import CommandGuard
 from ..training.progress import Reporter
-from .argmax import label_map
+from .argmax import geometry_of, label_map
 from .confidence import ConfidenceTally, landmark_confidence
 from .engine import LoadedModel, load_task_model, network_output, output_slabs
 from .defaults import DEFAULT_OVERLAP, MAX_WINDOW_VOXELS
@@ -40,6 +40,7 @@ class PredictOptions:
     min_confidence: float = 0.3
     overlap: float = DEFAULT_OVERLAP
     max_window_voxels: int | None = None   # None: windows of the training patch's size
+    fast: bool = False   # mixed precision, channels-last, torch.compile (predict/fast.py)
     device: str = "auto"
     precision: str = "auto"
     progress: str = "bar"
@@ -63,16 +64,17 @@ def segment(model: LoadedModel, image: sitk.Image, overlap: float = DEFAULT_OVER
     """
     prep = model.preprocessing
     grid = prep.resample(image)
-    pixels = prep.network_input(grid)
+    shape = tuple(reversed(grid.GetSize()))
+    slabs = output_slabs(model, prep.network_input(grid), overlap, max_window_voxels=max_window_voxels)
+    grid = geometry_of(grid)   # why: its pixels (a second copy of the image) are not needed again
     probabilities = None   # (C + 1, *S) float16 on the network grid
     tally = ConfidenceTally(list(model.config.task.classes))
-    for row, slab in output_slabs(model, pixels, overlap, max_window_voxels=max_window_voxels):
+    for row, slab in slabs:
         p = slab.softmax(0)
         tally.add(p)
         if probabilities is None:
-            probabilities = np.empty((p.shape[0], *pixels.shape[1:]), np.float16)
+            probabilities = np.empty((p.shape[0], *shape), np.float16)
         probabilities[:, row:row + p.shape[1]] = p.numpy()
-    del pixels  # the network input is not needed for the labels
     return label_map(probabilities, grid, image), tally.result()
 
 
@@ -117,7 +119,7 @@ def predict(opts: PredictOptions) -> dict:
 
 def _predict(opts: PredictOptions, out: Path, reporter: Reporter) -> dict:
     check_window_options(opts)
-    model = load_task_model(opts.model, opts.device, opts.precision)
+    model = load_task_model(opts.model, opts.device, opts.precision, opts.fast)
     paths = list_images(opts.images)
     verify_images(paths, model.config.dims, log=reporter.log)
     suffix = SEGMENTATION_FILE_SUFFIX if model.kind == "segmentation" else LANDMARK_FILE_SUFFIX

@@ -116,3 +116,58 @@ def test_bad_window_options_are_one_clear_error(tmp_path, overlap, voxels, words
                           max_window_voxels=voxels)
     with pytest.raises(UserError, match=words):
         check_window_options(opts)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_fast_options_run_on_the_cpu(dims, monkeypatch):
+    """--fast (bf16 autocast, channels-last, torch.compile) runs the same network to nearly the same output."""
+    from DiffusionSegLib.finetune.network import FixedTimestepUNet
+    from DiffusionSegLib.nets import build_unet, network_config
+    from DiffusionSegLib.predict import fast
+
+    monkeypatch.setattr(fast, "COMPILE_BACKEND", "eager")   # the compile path without a C++ build
+    options = fast.FastOptions.choose(True)
+    assert options.precision("auto") == "bf16" and options.precision("fp32") == "fp32"
+    assert fast.FastOptions.choose(False) == fast.FastOptions()
+    torch.manual_seed(0)
+    net = FixedTimestepUNet(build_unet(network_config("tiny", dims, out_channels=3)), 10).eval()
+    x = torch.randn(2, 1, *([16] * dims))
+    with torch.no_grad():
+        plain = net(x)
+        prepared = options.prepare(net, dims)
+        assert isinstance(prepared, torch._dynamo.eval_frame.OptimizedModule)
+        layout = x.contiguous(memory_format=options.memory_format(dims))
+        kernel = next(p for p in net.parameters() if p.ndim == dims + 2 and p.shape[1] > 1)
+        assert kernel.is_contiguous(memory_format=options.memory_format(dims)) and not kernel.is_contiguous()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = prepared(layout)
+    assert out.dtype == torch.bfloat16 and out.shape == plain.shape
+    assert torch.allclose(out.float(), plain, atol=0.1, rtol=0.1)
+
+
+def test_predict_fast_and_grown_windows_end_to_end(tmp_path, monkeypatch):
+    """`predict --fast` and `--window-voxels` through the whole path: a label map on the image's grid
+    and the same labels (nearly) as the plain path."""
+    from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
+    from DiffusionSegLib.predict import fast
+    from DiffusionSegLib.predict.run import PredictOptions, predict
+    from DiffusionSegLib.sample_data import generate_sample_dataset
+
+    monkeypatch.setattr(fast, "COMPILE_BACKEND", "eager")
+    generate_sample_dataset(tmp_path / "vol", dims=3, n_cases=2, size=(24, 40, 36), seed=0)
+    model = tmp_path / "seg3d"
+    finetune(FinetuneOptions(task="segmentation", images=tmp_path / "vol" / "images",
+                             annotations=tmp_path / "vol" / "labels", out=model, classes=["a", "b"],
+                             pretrained=None, preset="tiny", patch_size=[16, 16, 8], iterations=2, batch_size=1,
+                             checkpoint_every=2, device="cpu", progress="none"))
+    runs = {"plain": {}, "fast": {"fast": True}, "grown": {"max_window_voxels": 16 * 32 * 32}}
+    labels = {}
+    for name, extra in runs.items():
+        predict(PredictOptions(model=model, images=tmp_path / "vol" / "images", out=tmp_path / name,
+                               device="cpu", progress="none", **extra))
+        files = sorted((tmp_path / name).glob("*.seg.nrrd"))
+        assert len(files) == 2
+        labels[name] = sitk.GetArrayFromImage(sitk.ReadImage(str(files[0])))
+    image = sitk.ReadImage(str(sorted((tmp_path / "vol" / "images").iterdir())[0]))
+    assert labels["plain"].shape[-3:] == tuple(reversed(image.GetSize()))
+    assert (labels["fast"] == labels["plain"]).mean() > 0.95   # bf16 moves only near-ties

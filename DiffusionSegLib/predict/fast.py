@@ -1,0 +1,55 @@
+"""``--fast``: the GPU speed options of prediction, behind one switch.
+
+- Mixed precision: with ``--precision auto`` a GPU already runs bf16 (fp16 where bf16 is
+  missing, see ``training/device.py``); ``--fast`` asks for it on a CPU too (bf16), where
+  it is off by default because it is slower than fp32 on most CPUs.
+- Channels-last memory format (``channels_last`` / ``channels_last_3d``) for the network
+  and every input: what cuDNN's tensor-core convolutions want.
+- ``torch.compile`` of the network. Every call has the same shape (the sliding-window
+  batches are filled up, ``windows.blended_slabs``), so it compiles once per image size
+  and the compiled graph can be captured as a CUDA graph (mode ``max-autotune-no-cudagraphs``
+  is not used: the default mode lets inductor choose).
+
+Each option runs on a CPU too, so tests cover the code path; whether it pays on a given
+GPU is for ``benchmarks/flops.py`` run there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+#: torch.compile's backend. Tests set "eager" to check the compile path without building C++.
+COMPILE_BACKEND = "inductor"
+
+
+@dataclass(frozen=True)
+class FastOptions:
+    """What ``--fast`` turns on (all three, or none)."""
+
+    channels_last: bool = False
+    compile: bool = False
+    mixed_precision: bool = False
+
+    @classmethod
+    def choose(cls, fast: bool) -> "FastOptions":
+        return cls(channels_last=fast, compile=fast, mixed_precision=fast)
+
+    def precision(self, requested: str) -> str:
+        """The ``--precision`` to use: bf16 instead of ``auto`` when mixed precision is on."""
+        return "bf16" if self.mixed_precision and requested == "auto" else requested
+
+    def memory_format(self, dims: int) -> torch.memory_format:
+        """The memory format of network inputs ``(N, C, *S)`` with ``dims`` spatial axes."""
+        if not self.channels_last:
+            return torch.contiguous_format
+        return torch.channels_last if dims == 2 else torch.channels_last_3d
+
+    def prepare(self, network: torch.nn.Module, dims: int) -> torch.nn.Module:
+        """``network`` (on its device, in eval mode) in this memory format, compiled if asked."""
+        if self.channels_last:
+            network = network.to(memory_format=self.memory_format(dims))
+        if self.compile:
+            network = torch.compile(network, backend=COMPILE_BACKEND, dynamic=False)
+        return network
