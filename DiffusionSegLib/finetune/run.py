@@ -25,7 +25,7 @@ from ..probe.network import DEFAULT_TIMESTEPS
 from ..project import DEFAULT_COLORS
 from ..training.checkpoint import STATE_NAME, fit_weights, load_model_config, load_weights
 from ..training.device import Precision, choose_device
-from ..training.distributed import init_distributed, local_rank_from_env
+from ..training.distributed import init_distributed_for, local_rank_from_env
 from ..training.guard import RunGuard, prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
@@ -198,7 +198,7 @@ def finetune(opts: FinetuneOptions) -> dict:
                         fix="use --mode probe or --mode full for landmarks.")
     opts.out = Path(opts.out)
     reporter = Reporter("finetune", opts.progress)
-    ctx = init_distributed("cuda" if torch.cuda.is_available() and opts.device in ("auto", "cuda") else "cpu")
+    ctx = init_distributed_for(opts.device)
     reporter.enabled = ctx.is_main
     with RunGuard(reporter, ctx, opts.out) as guard:
         device = choose_device(opts.device, local_rank_from_env())
@@ -276,7 +276,7 @@ def finetune(opts: FinetuneOptions) -> dict:
                                 warmup_steps=min(20, opts.iterations // 10), ema_decay=0.99,
                                 checkpoint_every=opts.checkpoint_every, seed=opts.seed)
 
-        def make_config(step: int) -> dict:
+        def make_config(step: int, weights) -> dict:  # noqa: ARG001 (the config states no measurement)
             return {
                 "kind": task.kind, "dims": dims, "preprocessing": prep.to_dict(),
                 # Probing keeps the backbone whole (its head is in "probe"); full mode has its new output layer.

@@ -21,7 +21,7 @@ from ..imageio.verify import verify_images
 from ..nets import NetworkConfig, build_unet, network_config
 from ..training.checkpoint import STATE_NAME, load_model_config
 from ..training.device import Precision, choose_device
-from ..training.distributed import init_distributed, local_rank_from_env
+from ..training.distributed import init_distributed_for, local_rank_from_env, rank_share
 from ..training.guard import RunGuard, prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
@@ -73,8 +73,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
     """
     opts.out = Path(opts.out)
     reporter = Reporter("pretrain", opts.progress)
-    on_cuda = opts.device.startswith("cuda") or (opts.device == "auto" and torch.cuda.is_available())
-    ctx = init_distributed("cuda" if on_cuda else "cpu")
+    ctx = init_distributed_for(opts.device)
     reporter.enabled = ctx.is_main
     with RunGuard(reporter, ctx, opts.out) as guard:
         device = choose_device(opts.device, local_rank_from_env())
@@ -111,9 +110,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         if objective not in OBJECTIVES:
             raise UserError(f"unknown objective '{objective}'.",
                             fix=f"use --objective with one of {', '.join(OBJECTIVES)}.")
-        if opts.batch_size % ctx.world_size:
-            raise UserError(f"--batch-size {opts.batch_size} does not divide among {ctx.world_size} processes.",
-                            fix=f"use a multiple of {ctx.world_size}.")
+        rank_share(opts.batch_size, ctx)  # refused now, not by the sampler at the first step
         torch.manual_seed(opts.seed)  # the initial weights
         model = build_unet(net_cfg)
         scheduler = make_scheduler(diffusion)
@@ -149,7 +146,7 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
                                 grad_clip=opts.grad_clip, ema_decay=opts.ema_decay,
                                 checkpoint_every=opts.checkpoint_every, seed=opts.seed)
 
-        def make_config(step: int) -> dict:
+        def make_config(step: int, weights) -> dict:  # noqa: ARG001 (the config states no measurement)
             return {
                 "kind": "pretrained",
                 "objective": objective,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import UserError
+
 
 @dataclass
 class DistContext:
@@ -53,6 +55,20 @@ def init_distributed(device_type: str) -> DistContext:
     backend = "nccl" if device_type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
     return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), owns_group=True)
+
+
+def init_distributed_for(requested_device: str) -> DistContext:
+    """:func:`init_distributed` with the backend that ``--device`` (auto, cpu, cuda, cuda:N, mps) will use."""
+    on_cuda = requested_device.startswith("cuda") or (requested_device == "auto" and torch.cuda.is_available())
+    return init_distributed("cuda" if on_cuda else "cpu")
+
+
+def rank_share(global_batch: int, ctx: DistContext) -> int:
+    """This rank's part of a ``--batch-size`` of ``global_batch`` items per step (every rank trains as many)."""
+    if global_batch % ctx.world_size:
+        raise UserError(f"--batch-size {global_batch} does not divide among {ctx.world_size} processes.",
+                        fix=f"use a multiple of {ctx.world_size}.")
+    return global_batch // ctx.world_size
 
 
 def local_rank_from_env() -> int:

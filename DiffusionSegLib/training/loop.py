@@ -1,4 +1,4 @@
-"""The optimisation loop shared by pretraining and fine-tuning.
+"""The optimisation loop shared by pretraining, fine-tuning and body-part regression.
 
 What it owns: optimiser steps with mixed precision and gradient clipping, EMA, the
 learning-rate schedule, DistributedDataParallel, progress events, the loss curve,
@@ -68,7 +68,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[int], Iterable[dict]],
-          settings: LoopSettings, out_dir: Path, run_dir: Path, make_config: Callable[[int], dict],
+          settings: LoopSettings, out_dir: Path, run_dir: Path,
+          make_config: Callable[[int, dict[str, torch.Tensor]], dict],
           ctx: DistContext, device: torch.device, precision: Precision, reporter: Reporter,
           resume: bool, batch_images: int) -> dict:
     """Train ``model`` for ``settings.total_steps`` steps and keep its checkpoints in ``out_dir``.
@@ -76,7 +77,9 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
     Args:
         make_batches: ``start_step -> iterable`` of this rank's batches for steps
             ``start_step .. total_steps - 1``, tensors on the CPU.
-        make_config: ``step -> config dict`` written as the model's config.json.
+        make_config: ``(step, weights) -> config dict`` written as the model's config.json beside
+            ``weights`` (the EMA weights saved as model.safetensors), for a config that
+            records something measured with them (bpr's score range).
         run_dir: where events.jsonl, loss.csv and loss.png go.
         resume: continue from ``out_dir/training_state.safetensors``.
         batch_images: images per step over all ranks (for the throughput figure).
@@ -110,7 +113,7 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
         if ctx.is_main:
             # The model (weights, then config.json) before the training state: a folder with a
             # training state always has the config that --resume reads, whenever a kill -9 lands.
-            save_model(out_dir, make_config(step), ema.state_dict())
+            save_model(out_dir, make_config(step, ema.state_dict()), ema.state_dict())
             save_training_state(out_dir, step=step, model=model.state_dict(), ema=ema.state_dict(),
                                 optimizer=optimizer, scaler=scaler, extra={"loss_rows": log.rows})
             log.write(run_dir / "loss.csv", run_dir / "loss.png", title=f"{reporter.stage} loss")
