@@ -1,8 +1,14 @@
-"""``diffusionseg bpr train``: fit the slice regressor to a folder of unlabeled CT volumes."""
+"""``diffusionseg bpr train``: fit the slice regressor to a folder of unlabeled CT volumes.
+
+The optimisation is the loop pretraining and fine-tuning use (training/loop.py: mixed
+precision, atomic checkpoints, exact ``--resume``, DistributedDataParallel); this module
+gives it the data (bpr/volumes.py), the loss (bpr/losses.py) and the model's config, which
+records the score range measured on the training volumes with the weights saved beside it.
+"""
 
 from __future__ import annotations
 
-import time
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,16 +17,20 @@ import torch
 
 from .. import __version__
 from ..errors import UserError
-from ..imageio import list_images, normalisation_for, read_image, read_image_info
-from ..training.checkpoint import save_model
-from ..training.device import choose_device
-from ..training.guard import CommandGuard
-from ..training.outputs import check_output_folder, staged_folder
+from ..imageio import Normalisation, normalisation_for
+from ..training.checkpoint import STATE_NAME, load_model_config
+from ..training.device import Precision, choose_device
+from ..training.distributed import DistContext, init_distributed_for, local_rank_from_env, rank_share
+from ..training.guard import RunGuard, check_out_dir, prepare_out_dir
+from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
 from .losses import slice_ordering_loss
 from .model import BprNet, BprNetConfig
 from .predict import predict_slices, spearman
-from .slices import axial_slices
+from .volumes import TrainingVolume, load_volumes, sample_slice_indices, step_batches, volume_paths
+
+# sample_slice_indices lived here before volumes.py; callers and tests still import it from here.
+__all__ = ["KIND", "BprOptions", "sample_slice_indices", "train_bpr"]
 
 KIND = "bpr"
 
@@ -34,6 +44,7 @@ class BprOptions:
             ``batch_size * slices`` slices.
         slices: m, the slices taken from one volume at equal gaps (Yan et al. use 8).
         distance_weight: weight of the equal-spacing loss against the order loss.
+        resume: continue the interrupted run in ``out`` (as pretrain and finetune --resume).
     """
 
     images: Path
@@ -47,17 +58,13 @@ class BprOptions:
     distance_weight: float = 1.0
     grad_clip: float = 1.0
     modality: str = "ct"
+    checkpoint_every: int = 500
+    resume: bool = False
     seed: int = 0
     overwrite: bool = False
     device: str = "auto"
+    precision: str = "auto"
     progress: str = "bar"
-
-
-@dataclass
-class _Volume:
-    path: Path
-    pixels: np.ndarray  # (D, 1, h, w) float16, lowest slice first (float16 halves the memory of a large folder)
-    z_mm: np.ndarray    # (D,)
 
 
 def _check_options(opts: BprOptions) -> None:
@@ -72,140 +79,124 @@ def _check_options(opts: BprOptions) -> None:
     BprNetConfig(channels=list(opts.channels), slice_size=list(opts.slice_size)).validate()
 
 
-def _volume_paths(opts: BprOptions) -> list[Path]:
-    """The images, after checking from their headers that they are 3D with enough slices."""
-    paths = list_images(opts.images)
-    for path in paths:
-        info = read_image_info(path)
-        if info.dims != 3:
-            raise UserError(f"body-part regression needs 3D volumes, but this image is {info.dims}D.", path=path,
-                            fix="point --images at a folder of 3D CT volumes.")
-    return paths
-
-
-def _load_volumes(paths: list[Path], opts: BprOptions, normalisation, reporter: Reporter) -> list[_Volume]:
-    volumes = []
-    for path in paths:
-        slices = axial_slices(read_image(path), opts.slice_size, normalisation, path=path)
-        depth = len(slices.z_mm)
-        if depth < opts.slices:
-            raise UserError(f"this volume has {depth} axial slices, fewer than --slices {opts.slices}.", path=path,
-                            fix=f"use --slices {depth} or fewer, or leave this volume out.")
-        volumes.append(_Volume(path, slices.pixels.astype(np.float16), slices.z_mm))
-    reporter.log(f"bpr: {len(volumes)} volumes, {sum(len(v.z_mm) for v in volumes)} axial slices")
-    return volumes
-
-
-def sample_slice_indices(rng: np.random.Generator, depth: int, m: int) -> np.ndarray:
-    """``(m,)`` slice indices ``start + gap * i``: a random gap, then a random start that keeps all m inside.
-
-    The volume's slices are equally spaced, so equal index gaps are equal gaps in mm.
-    """
-    gap = int(rng.integers(1, (depth - 1) // (m - 1) + 1))
-    start = int(rng.integers(0, depth - (m - 1) * gap))
-    return start + gap * np.arange(m)
-
-
-def _batch(volumes: list[_Volume], rng: np.random.Generator, opts: BprOptions) -> tuple[np.ndarray, np.ndarray]:
-    """``(B * m, 1, h, w)`` slices and ``(B, m)`` their heights, in a shuffled order within each volume.
-
-    Shuffling leaves the ordering entirely to the loss, which sorts by height: the
-    order of slices in the array is never taken as anatomical order.
-    """
-    chosen = rng.choice(len(volumes), size=opts.batch_size, replace=len(volumes) < opts.batch_size)
-    pixels, heights = [], []
-    for v in chosen:
-        volume = volumes[int(v)]
-        index = rng.permutation(sample_slice_indices(rng, len(volume.z_mm), opts.slices))
-        pixels.append(volume.pixels[index])
-        heights.append(volume.z_mm[index])
-    return np.concatenate(pixels).astype(np.float32), np.stack(heights)
-
-
-def _fit(net: BprNet, volumes: list[_Volume], opts: BprOptions, device: torch.device, reporter: Reporter) -> float:
-    rng = np.random.default_rng(opts.seed)
-    optimizer = torch.optim.Adam(net.parameters(), lr=opts.learning_rate)
-    net.train()
-    loss_value = float("nan")
-    reporter.start(total=opts.iterations, out=str(Path(opts.out).resolve()))
-    for step in range(1, opts.iterations + 1):
-        pixels, heights = _batch(volumes, rng, opts)
-        scores = net(torch.from_numpy(pixels).to(device)).view(opts.batch_size, opts.slices)
-        loss, parts = slice_ordering_loss(scores, torch.from_numpy(heights).to(device), opts.distance_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), opts.grad_clip)
-        optimizer.step()
-        loss_value = float(loss.detach())
-        if not np.isfinite(loss_value):
-            raise UserError(f"the loss became {loss_value} at step {step}.",
-                            fix="lower --learning-rate, or check the images for NaN values.")
-        reporter.progress(step, opts.iterations, loss=loss_value, **parts)
-    return loss_value
+def _resume_settings(opts: BprOptions) -> Normalisation:
+    """Resuming repeats the interrupted run: its recorded settings (network, slices, normalisation,
+    batch size, learning rate, distance weight, seed) win over today's flags, as in pretrain and
+    finetune --resume; only --iterations may grow. Returns the recorded normalisation."""
+    before = load_model_config(opts.out)
+    if before.kind != KIND:
+        raise UserError(f"this folder holds a {before.kind} model, not a body-part regression run.", path=opts.out,
+                        fix="resume it with the command that wrote it, or start a new run in a new --out.")
+    training = before.training
+    opts.channels, opts.slice_size = list(before.network.channels), list(before.network.slice_size)
+    opts.slices, opts.distance_weight = training.slices, training.distance_weight
+    opts.batch_size, opts.learning_rate, opts.seed = training.batch_size, training.learning_rate, training.seed
+    return Normalisation.from_dict(before.preprocessing.normalisation.to_dict())
 
 
 def train_bpr(opts: BprOptions) -> dict:
     """Train a body-part regressor on the 3D volumes in ``opts.images``; write the model folder ``opts.out``.
-
-    The folder is built in a hidden sibling of ``opts.out`` and moved into place only
-    when complete (see :mod:`DiffusionSegLib.training.outputs`), so a failed or cancelled
-    run leaves ``opts.out`` as it was. Like pretrain and finetune, the run holds the lock
-    of ``opts.out`` and of the project it lies in.
 
     Returns:
         the run's summary (steps, seconds, final loss, score range, per-volume Spearman).
     """
     opts.out, opts.images = Path(opts.out), Path(opts.images)
     reporter = Reporter("bpr-train", opts.progress)
-    with CommandGuard(reporter, opts.out, project=True):
+    ctx = init_distributed_for(opts.device)
+    reporter.enabled = ctx.is_main
+    with RunGuard(reporter, ctx, opts.out) as guard:
+        device = choose_device(opts.device, local_rank_from_env())
+        precision = Precision.choose(device, opts.precision)
+        # Only a run that reached a checkpoint has settings to repeat; one stopped before it starts
+        # again, and a folder with no run in it is refused (prepare_out_dir, once the volumes have loaded).
+        resuming = opts.resume and (opts.out / STATE_NAME).is_file()
+        normalisation = _resume_settings(opts) if resuming else normalisation_for(opts.modality)
         _check_options(opts)
-        check_output_folder(opts.out, overwrite=opts.overwrite,
-                            fix="choose a new --out, or --overwrite to replace a model folder.")
-        device = choose_device(opts.device)
-        paths = _volume_paths(opts)
-        normalisation = normalisation_for(opts.modality)
-        volumes = _load_volumes(paths, opts, normalisation, reporter)
-        with staged_folder(opts.out) as staging:
-            run_dir = new_run_dir(staging / "runs", "bpr-train")
-            reporter.attach(run_dir / "events.jsonl")
-            summary = _train(volumes, opts, normalisation, device, reporter, staging)
-        reporter.events_path = opts.out / run_dir.relative_to(staging) / "events.jsonl"
+        share = rank_share(opts.batch_size, ctx)
+        check_out_dir(opts.out, resume=opts.resume, overwrite=opts.overwrite)
+        volumes = load_volumes(volume_paths(opts.images), opts.slice_size, opts.slices, normalisation, reporter)
+        # One output-folder policy for every training command: the model folder is written in
+        # place with checkpoints that survive a kill, so that --resume has something to continue
+        # (a folder staged aside and renamed at the end, as bpr train once did, would leave none).
+        # It comes after the volumes have loaded, so a bad volume never costs the model --overwrite replaces.
+        if ctx.is_main:
+            guard.created, _ = prepare_out_dir(opts.out, resume=opts.resume, overwrite=opts.overwrite)
+        ctx.barrier()
+        summary = _train(volumes, opts, normalisation, _Runtime(ctx, device, precision, reporter, share), resuming)
         reporter.done(**summary)
         return summary
 
 
-def _train(volumes: list[_Volume], opts: BprOptions, normalisation, device: torch.device, reporter: Reporter,
-           folder: Path) -> dict:
-    """Fit the regressor and save the model folder ``folder``; returns the run's summary."""
+@dataclass
+class _Runtime:
+    """Where and how the run trains: its process group, device, precision, reporter and this rank's volumes per step."""
+    ctx: DistContext
+    device: torch.device
+    precision: Precision
+    reporter: Reporter
+    share: int
+
+
+def _train(volumes: list[TrainingVolume], opts: BprOptions, normalisation: Normalisation, run: _Runtime,
+           resuming: bool) -> dict:
+    """Fit the regressor with the shared loop, checkpointing into ``opts.out``; returns the run's summary."""
     torch.manual_seed(opts.seed)  # the initial weights
     net_cfg = BprNetConfig(channels=list(opts.channels), slice_size=list(opts.slice_size))
-    net = BprNet(net_cfg).to(device)
-    reporter.log(f"bpr: {opts.iterations} steps of {opts.batch_size} volumes x {opts.slices} slices, "
-                 f"slices {net_cfg.slice_size[0]}x{net_cfg.slice_size[1]}, {device}")
-    t0 = time.monotonic()
-    final_loss = _fit(net, volumes, opts, device, reporter)
-    seconds = time.monotonic() - t0
+    model = BprNet(net_cfg)
+    # Scores the saved weights at each checkpoint; a copy, not a second BprNet, draws no random numbers.
+    scorer = copy.deepcopy(model).to(run.device)
+    run_dir = new_run_dir(opts.out / "runs", "bpr-train")
+    if run.ctx.is_main:
+        run.reporter.attach(run_dir / "events.jsonl")
+    run.reporter.log(f"bpr: {opts.iterations} steps of {opts.batch_size} volumes x {opts.slices} slices, "
+                     f"slices {net_cfg.slice_size[0]}x{net_cfg.slice_size[1]}, {run.device} {run.precision.name}, "
+                     f"{run.ctx.world_size} process(es)")
+    last_loss = [float("nan")]
+    measured: dict = {}
 
-    # The score range on the training volumes: the coordinate map scales scores by it to about [-1, 1].
-    net.eval()
-    per_volume = [predict_slices(net, v.pixels.astype(np.float32), device) for v in volumes]
-    every = np.concatenate(per_volume)
-    score_range = [float(every.min()), float(every.max())]
-    rho = [spearman(v.z_mm, s) for v, s in zip(volumes, per_volume)]
-    config = {
-        "kind": KIND,
-        "network": net_cfg.to_dict(),
-        "preprocessing": {"slice_size": list(net_cfg.slice_size), "normalisation": normalisation.to_dict(),
-                          "orientation": "LPS"},
-        "slices": opts.slices,
-        "score_range": score_range,
-        "training": {"iterations": opts.iterations, "batch_size": opts.batch_size, "slices": opts.slices,
-                     "learning_rate": opts.learning_rate, "distance_weight": opts.distance_weight,
-                     "seed": opts.seed, "volumes": len(volumes), "final_loss": final_loss,
-                     "train_spearman_min": float(np.nanmin(rho))},
-        "created_by": f"diffusionseg {__version__}",
-    }
-    save_model(folder, config, net.state_dict())
-    return {"out": str(opts.out), "steps": opts.iterations, "seconds": round(seconds, 1),
-            "final_loss": final_loss, "score_range": score_range, "volumes": len(volumes),
-            "train_spearman": [round(r, 4) for r in rho], "device": str(device)}
+    def make_batches(start: int):
+        return step_batches(volumes, count=run.share, m=opts.slices, seed=opts.seed, start=start,
+                            stop=opts.iterations, rank=run.ctx.rank)
+
+    def loss_fn(net, batch, generator):  # noqa: ARG001 (the batch holds every random draw)
+        # In float32 whatever the autocast: the losses compare small differences of scores.
+        scores = net(batch["pixels"]).float().view(batch["heights"].shape)
+        loss, _ = slice_ordering_loss(scores, batch["heights"], opts.distance_weight)
+        last_loss[0] = float(loss.detach())
+        return loss
+
+    def make_config(step: int, weights: dict[str, torch.Tensor]) -> dict:
+        # The score range on the training volumes, with the weights saved beside this config: the
+        # coordinate map scales scores by it to about [-1, 1], so every checkpoint is a usable model.
+        scorer.load_state_dict(weights)
+        per_volume = [predict_slices(scorer, v.pixels, run.device) for v in volumes]
+        every = np.concatenate(per_volume)
+        measured["score_range"] = [float(every.min()), float(every.max())]
+        measured["rho"] = [spearman(v.z_mm, s) for v, s in zip(volumes, per_volume)]
+        return {
+            "kind": KIND,
+            "network": net_cfg.to_dict(),
+            "preprocessing": {"slice_size": list(net_cfg.slice_size), "normalisation": normalisation.to_dict(),
+                              "orientation": "LPS"},
+            "slices": opts.slices,
+            "score_range": measured["score_range"],
+            "training": {"step": step, "iterations": opts.iterations, "batch_size": opts.batch_size,
+                         "slices": opts.slices, "learning_rate": opts.learning_rate,
+                         "distance_weight": opts.distance_weight, "seed": opts.seed, "volumes": len(volumes),
+                         "final_loss": last_loss[0], "train_spearman_min": float(np.nanmin(measured["rho"]))},
+            "created_by": f"diffusionseg {__version__}",
+        }
+
+    # Adam at a constant rate, and the weights saved as trained (EMA decay 0), as bpr trained before
+    # it shared the loop: the score ranges and the tests' thresholds were measured so.
+    settings = LoopSettings(total_steps=opts.iterations, learning_rate=opts.learning_rate, optimizer="adam",
+                            grad_clip=opts.grad_clip, ema_decay=0.0, checkpoint_every=opts.checkpoint_every,
+                            seed=opts.seed)
+    summary = train(model=model, loss_fn=loss_fn, make_batches=make_batches, settings=settings, out_dir=opts.out,
+                    run_dir=run_dir, make_config=make_config, ctx=run.ctx, device=run.device,
+                    precision=run.precision, reporter=run.reporter, resume=resuming,
+                    batch_images=opts.batch_size * opts.slices)
+    summary.update(out=str(opts.out), score_range=measured.get("score_range"), volumes=len(volumes),
+                   train_spearman=[round(r, 4) for r in measured.get("rho", [])], device=str(run.device),
+                   precision=run.precision.name, world_size=run.ctx.world_size)
+    return summary

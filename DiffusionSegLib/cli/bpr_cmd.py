@@ -6,14 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..vocabulary import PROGRESS_MODES, Progress
-from .common import positive_int
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--progress", default=Progress.BAR.value, choices=PROGRESS_MODES,
-                   help="json: one event per line on stdout (for the Slicer module); bar: a progress bar")
+from .common import add_device_option, add_progress_option, add_runtime_options, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -34,9 +27,10 @@ def add_parser(subparsers) -> None:
     t.add_argument("--slice-size", type=positive_int, nargs=2, default=[64, 64], metavar=("X", "Y"),
                    help="in-plane size the slices are resampled to (default 64 64)")
     t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=positive_int, default=500)
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
-    _add_common(t)
+    add_runtime_options(t)
     t.set_defaults(run=run_train)
 
     r = actions.add_parser("predict", help="score the axial slices of volumes",
@@ -47,7 +41,8 @@ def add_parser(subparsers) -> None:
     r.add_argument("--images", type=Path, required=True, help="a volume or a folder of volumes")
     r.add_argument("--out", type=Path, required=True, help="output folder")
     r.add_argument("--volume", action="store_true", help="also write <case>_bpr.nrrd: each voxel its slice's score")
-    _add_common(r)
+    add_device_option(r)
+    add_progress_option(r)
     r.set_defaults(run=run_predict)
 
 
@@ -56,7 +51,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     opts = BprOptions(images=args.images, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
                       slices=args.slices, slice_size=list(args.slice_size), learning_rate=args.learning_rate,
-                      seed=args.seed, overwrite=args.overwrite, device=args.device, progress=args.progress)
+                      checkpoint_every=args.checkpoint_every, resume=args.resume, seed=args.seed,
+                      overwrite=args.overwrite, device=args.device, precision=args.precision, progress=args.progress)
     summary = train_bpr(opts)
     if args.progress != "json":
         print(json.dumps(summary, indent=2))

@@ -8,11 +8,15 @@ from ..vocabulary import PRECISIONS, PROGRESS_MODES, Precision, Progress
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    add_device_option(parser)
     parser.add_argument("--precision", default=Precision.AUTO.value, choices=PRECISIONS,
                         help="auto: bf16/fp16 mixed precision on GPUs, fp32 on the CPU")
     add_progress_option(parser)
     parser.add_argument("--seed", type=int, default=0)
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from ..runlock import RunLock, project_of
 from .. import modelconfig
 from .checkpoint import CONFIG_NAME, STATE_NAME, WEIGHTS_NAME
 from .distributed import DistContext
-from .outputs import fresh_folder
+from .outputs import check_output_folder, fresh_folder
 from .progress import Reporter
 
 _ON_STDOUT = "_diffusionseg_error_event_sent"
@@ -86,7 +86,7 @@ class CommandGuard:
 
 
 class RunGuard(CommandGuard):
-    """The guard of a training run writing the model folder ``out_dir`` in place (pretrain, finetune).
+    """The guard of a training run writing the model folder ``out_dir`` in place (pretrain, finetune, bpr train).
 
     As :class:`CommandGuard`, locking the project too; a failed run's ``out_dir`` is
     removed only if it never wrote a checkpoint, so a failed run leaves either nothing
@@ -136,9 +136,17 @@ def prepare_out_dir(out: Path, *, resume: bool, overwrite: bool) -> tuple[bool, 
                             fix="drop --resume to start a new run, or pass the folder of the interrupted run.")
         remove_partials(out)
         return False, False  # interrupted before its first checkpoint: start again
-    created = fresh_folder(out, overwrite=overwrite,
-                           fix="choose a new --out, use --resume to continue a run, or --overwrite to replace a model.")
-    return created, False
+    return fresh_folder(out, overwrite=overwrite, fix=_NEW_RUN), False
+
+
+_NEW_RUN = "choose a new --out, use --resume to continue a run, or --overwrite to replace a model."
+
+
+def check_out_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """:func:`prepare_out_dir`'s refusal of a taken ``out`` for a new run, said before the run
+    spends time on its inputs; it writes nothing (a resume's checks stay with prepare_out_dir)."""
+    if not resume:
+        check_output_folder(out, overwrite=overwrite, fix=_NEW_RUN)
 
 
 def _unfinished(out: Path) -> bool:

@@ -4,12 +4,13 @@
   may a folder holding a model (``config.json``) be replaced. :func:`check_output_folder`
   says so in one message, before the command spends any time; :func:`fresh_folder` makes
   a folder written in place (training, selftrain).
-- Complete or nothing: a folder of results (sample, synthesize, curve, bpr train) is
-  built in a hidden sibling ``.<name>.partial`` and renamed onto ``out`` only when
-  complete (:func:`staged_folder`); a model being replaced is swapped out only then. A
-  failure removes the sibling; a kill -9 leaves it, and the next run on ``out`` removes it.
-  Training runs that resume (pretrain, finetune) write their model folder in place
-  instead, with checkpoints that survive a kill (see ``guard.prepare_out_dir``).
+- Complete or nothing: a folder of results (sample, synthesize, curve) is built in a
+  hidden sibling ``.<name>.partial`` and renamed onto ``out`` only when complete
+  (:func:`staged_folder`); a model being replaced is swapped out only then. A failure
+  removes the sibling; a kill -9 leaves it, and the next run on ``out`` removes it.
+  Training runs (pretrain, finetune, bpr train) write their model folder in place
+  instead, with checkpoints that survive a kill, because ``--resume`` continues from
+  them (see ``guard.prepare_out_dir``).
 
 The caller holds the run lock of ``out`` (``guard.CommandGuard``), so no two runs share a
 sibling and a fixed sibling name is safe.

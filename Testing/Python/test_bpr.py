@@ -144,7 +144,7 @@ def test_body_part_map_needs_a_volume(phantom_model):
 
 def test_loading_uses_only_json_and_safetensors(phantom_model, tmp_path, monkeypatch):
     files = sorted(p.name for p in phantom_model.iterdir() if p.is_file())
-    assert files == ["config.json", "model.safetensors"]
+    assert files == ["config.json", "model.safetensors", "training_state.safetensors"]  # the last for --resume
     config = json.loads((phantom_model / "config.json").read_text())
     assert config["kind"] == "bpr" and config["slices"] == 8
     assert config["preprocessing"]["slice_size"] == [32, 32]
