@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from safetensors.torch import save_file
 
 from DiffusionSegLib.data.coordinates import body_part_map
 from DiffusionSegLib.bpr.losses import distance_loss, order_loss, slice_ordering_loss, sort_by_height
+from DiffusionSegLib.bpr.model import BprNet, BprNetConfig
 from DiffusionSegLib.bpr.predict import height_report, load_bpr, slice_scores, spearman
 from DiffusionSegLib.bpr.train import BprOptions, sample_slice_indices, train_bpr
 from DiffusionSegLib.cli.main import main
@@ -24,6 +26,9 @@ from DiffusionSegLib.data.coordinates import coordinate_channels, coordinate_map
 from DiffusionSegLib.errors import UserError
 from DiffusionSegLib.runlock import lock_path
 from DiffusionSegLib.sample_data.body_phantom import body_ct_volume
+from DiffusionSegLib.training.checkpoint import load_training_state, load_weights
+from interrupt import stopped_after
+from kill_trials import run_child
 
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
 HEAD_FIRST = (1, 0, 0, 0, 1, 0, 0, 0, -1)  # array slice 0 is the highest
@@ -287,6 +292,84 @@ def test_cli_train_and_predict_hold_the_run_lock(phantom_model, tmp_path, capsys
     assert [json.loads(line)["event"] for line in captured.out.splitlines()] == ["error"]
     lock.unlink()
     assert main(args) == 0 and (pred / "a.bpr.json").is_file() and not lock_path(pred).exists()
+
+
+# ------------------------------------------------------------------------- --resume
+
+
+def _two_volumes(folder: Path) -> Path:
+    folder.mkdir()
+    sitk.WriteImage(phantom(2, (300.0, 600.0), RAS), str(folder / "a.nrrd"))
+    sitk.WriteImage(phantom(3, (350.0, 700.0), HEAD_FIRST), str(folder / "b.nrrd"))
+    return folder
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_weights(a), load_weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_stopped_run_resumes_to_the_uninterrupted_run_s_model(tmp_path, capsys):
+    images = _two_volumes(tmp_path / "ct")
+
+    def options(out: Path, **kw) -> BprOptions:
+        return BprOptions(**{**dict(images=images, out=out, iterations=6, batch_size=2, slices=4, slice_size=[16, 16],
+                                    channels=[8, 16], checkpoint_every=3, device="cpu", progress="none"), **kw})
+
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train_bpr(options(straight))
+    with stopped_after(4), pytest.raises(KeyboardInterrupt):  # one step after checkpoint 3
+        train_bpr(options(interrupted))
+    assert load_training_state(interrupted)["step"] == 3
+    load_bpr(interrupted)  # every checkpoint is a usable model, its score range measured with its weights
+    # Resuming repeats the interrupted run: today's other settings give way to the recorded ones.
+    train_bpr(options(interrupted, resume=True, batch_size=3, slices=5, learning_rate=0.5, seed=9,
+                      slice_size=[32, 32]))
+    assert _same_weights(straight, interrupted)
+    config = json.loads((interrupted / "config.json").read_text())
+    assert config == json.loads((straight / "config.json").read_text())  # score range and final loss included
+    # Only --iterations may grow; a folder with no run in it is a clear error.
+    assert _cli_train(images, interrupted, "--resume", "--iterations", "8") == 0
+    assert load_training_state(interrupted)["step"] == 8
+    capsys.readouterr()
+    assert _cli_train(images, interrupted, "--resume") == 2
+    assert "already finished its 8 steps" in capsys.readouterr().err
+    assert _cli_train(images, tmp_path / "new", "--resume") == 2
+    assert "no run to resume" in capsys.readouterr().err
+
+
+def test_a_model_folder_from_before_the_shared_loop_loads_and_is_replaced(tmp_path, capsys):
+    """An old folder (kept config.json: no training.step, no training state) scores slices, is no run to
+    resume, and --overwrite replaces it."""
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "Data" / "model_configs" / "bpr.json", old / "config.json")
+    save_file(BprNet(BprNetConfig(channels=[4, 8], slice_size=[16, 16])).state_dict(), str(old / "model.safetensors"))
+    volume = phantom(4, (300.0, 500.0))
+    assert slice_scores(old, volume).shape == (volume.GetSize()[2],)
+    images = _two_volumes(tmp_path / "ct")
+    capsys.readouterr()
+    assert _cli_train(images, old, "--resume") == 2
+    assert "no run to resume" in capsys.readouterr().err
+    assert _cli_train(images, old, "--overwrite") == 0
+    assert load_training_state(old)["step"] == 2
+
+
+def test_kill_9_after_a_checkpoint_then_resume(tmp_path):
+    """SIGKILL a `bpr train` process a random moment after step 4 (checkpoints every 3 steps): the last
+    checkpoint loads, and --resume ends with the model an uninterrupted run writes."""
+    images = _two_volumes(tmp_path / "ct")
+    argv = ["bpr", "train", "--images", str(images), "--iterations", "12", "--batch-size", "2", "--slices", "4",
+            "--slice-size", "16", "16", "--checkpoint-every", "3", "--device", "cpu"]
+    killed = tmp_path / "killed"
+    first = run_child([*argv, "--out", str(killed), "--progress", "json"],
+                      kill_after=np.random.default_rng(4).uniform(0, 0.1), kill_at_step=4)
+    assert first["killed"] and first["last_step"] < 12, first["stderr"]
+    step = load_training_state(killed)["step"]
+    assert step >= 3 and first["last_step"] - step <= 3
+    assert main([*argv, "--out", str(killed), "--progress", "none", "--resume"]) == 0
+    assert main([*argv, "--out", str(tmp_path / "straight"), "--progress", "none"]) == 0
+    assert _same_weights(tmp_path / "straight", killed)
 
 
 # ------------------------------------------------------------------------- real CT (when available)

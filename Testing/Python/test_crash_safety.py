@@ -27,8 +27,8 @@ from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.imageio import verify
 from DiffusionSegLib.runlock import RunLock, lock_path
 from DiffusionSegLib.training.checkpoint import STATE_NAME, load_training_state, load_weights
-from DiffusionSegLib.training.progress import Reporter
 from bad_inputs import good_folder
+from interrupt import stopped_after
 from kill_trials import EVERY, ITERATIONS, _checkpoint_loads, _last_step_on_disk, command, run_child
 
 RUNTIME = ["--device", "cpu", "--progress", "none"]
@@ -164,14 +164,7 @@ def test_finetune_resume_matches_an_uninterrupted_run(pretrained, tmp_path, caps
     data, model = pretrained
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     finetune(_finetune_options(data, model, straight))
-    real = Reporter.progress
-
-    def stop_after_4(self, step, total, **fields):
-        real(self, step, total, **fields)
-        if step == 4:
-            raise KeyboardInterrupt  # as Ctrl-C or the module's cancel, one step after checkpoint 3
-
-    with mock.patch.object(Reporter, "progress", stop_after_4), pytest.raises(KeyboardInterrupt):
+    with stopped_after(4), pytest.raises(KeyboardInterrupt):  # one step after checkpoint 3
         finetune(_finetune_options(data, model, interrupted))
     assert load_training_state(interrupted)["step"] == 3
     # Resuming repeats the interrupted run: today's different batch size and seed give way to the recorded ones.
