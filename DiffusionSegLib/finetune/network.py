@@ -11,20 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nets import NetworkConfig, build_unet, copy_matching_weights
-
-
-class FixedTimestepUNet(nn.Module):
-    """``(N, C_in, *S) -> (N, C_out, *S)``: a DiffusionModelUNet evaluated at ``timestep``."""
-
-    def __init__(self, unet: nn.Module, timestep: int):
-        super().__init__()
-        self.unet = unet
-        self.timestep = int(timestep)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = torch.full((x.shape[0],), self.timestep, device=x.device, dtype=torch.long)
-        return self.unet(x, t)
+from ..nets import FixedTimestepUNet, NetworkConfig, build_unet, copy_matching_weights
 
 
 def reset_output_layer(unet: nn.Module) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from ..data.preprocess import Preprocessing
 from ..errors import UserError
-from ..finetune.network import FixedTimestepUNet
+from ..nets.fixed_timestep import FixedTimestepUNet
 from ..nets import NetworkConfig, build_unet
 from ..probe import build_probe_network
 from ..modelconfig import TASK_KINDS, ModelConfig

@@ -129,6 +129,12 @@ def test_no_import_cycle_between_packages():
     assert not found, "import cycles between packages:\n" + "\n\n".join(describe(graph, c) for c in found)
 
 
+def test_prediction_does_not_import_fine_tuning():
+    """predict builds a task network from nets/ (FixedTimestepUNet), not from the code that trained it."""
+    graph = package_graph(ROOT)
+    assert "finetune" not in graph.get("predict", {}), describe(graph, ["predict", "finetune"])
+
+
 def _write(root: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():
         path = root / name

@@ -121,7 +121,7 @@ def test_bad_window_options_are_one_clear_error(tmp_path, overlap, voxels, words
 @pytest.mark.parametrize("dims", [2, 3])
 def test_fast_options_run_on_the_cpu(dims, monkeypatch):
     """--fast (bf16 autocast, channels-last, torch.compile) runs the same network to nearly the same output."""
-    from DiffusionSegLib.finetune.network import FixedTimestepUNet
+    from DiffusionSegLib.nets import FixedTimestepUNet
     from DiffusionSegLib.nets import build_unet, network_config
     from DiffusionSegLib.predict import fast
 
