@@ -8,7 +8,9 @@ arithmetic). Counted over
 - one full training step, as ``training/loop.py`` runs it: DDPM loss, backward, gradient
   clipping, AdamW, EMA update; and
 - one prediction forward: the fine-tuned network's call (fixed timestep, ``no_grad``,
-  ``eval``) on one image or window.
+  ``eval``) as ``predict`` makes it: one 2D image, or in 3D as many windows as
+  ``predict/defaults.py`` sends per call on a CPU (PyTorch runs a single small 3D input
+  through a slow convolution kernel; figures are per call).
 
 Two peaks are measured in the same process with the same thread count (before and after the
 configurations; the better of the two times is used), so a share is comparable across
@@ -41,8 +43,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from DiffusionSegLib.predict.defaults import CPU_WINDOWS_PER_CALL  # noqa: E402  (torch-free)
+
 # (preset, size as the issue writes it: x, y[, z], training batch). Issue 16's table,
-# plus the small preset in 3D; prediction always runs on one image / window (batch 1).
+# plus the small preset in 3D.
 CONFIGS = [
     ("tiny", (128, 128), 8),
     ("small", (64, 64), 8),
@@ -156,16 +160,15 @@ def training_step(preset: str, shape: tuple[int, ...], batch: int):
     return step, sum(p.numel() for p in model.parameters())
 
 
-def prediction_forward(preset: str, shape: tuple[int, ...], classes: int = 3):
-    """``() -> None``: the fine-tuned network's forward on one image ``(1, 1, *shape)``."""
+def prediction_forward(preset: str, shape: tuple[int, ...], batch: int, classes: int = 3):
+    """``() -> None``: the fine-tuned network's forward on ``(batch, 1, *shape)``."""
     import torch
 
-    from DiffusionSegLib.finetune.network import FixedTimestepUNet
-    from DiffusionSegLib.nets import build_unet, network_config
+    from DiffusionSegLib.nets import FixedTimestepUNet, build_unet, network_config
 
     torch.manual_seed(0)
     net = FixedTimestepUNet(build_unet(network_config(preset, len(shape), out_channels=classes)), 10).eval()
-    image = torch.rand(1, 1, *shape) * 2 - 1
+    image = torch.rand(batch, 1, *shape) * 2 - 1
 
     @torch.no_grad()
     def forward() -> None:
@@ -181,8 +184,9 @@ def measure(preset: str, size: tuple[int, ...], batch: int, warmup: int, steps: 
               "batch": batch}
     step, parameters = training_step(preset, shape, batch)
     record["parameters_m"] = round(parameters / 1e6, 3)
-    forward = prediction_forward(preset, shape)
-    for name, fn, images in (("train", step, batch), ("predict", forward, 1)):
+    windows = CPU_WINDOWS_PER_CALL if len(shape) == 3 else 1
+    forward = prediction_forward(preset, shape, windows)
+    for name, fn, images in (("train", step, batch), ("predict", forward, windows)):
         flops = count_flops(fn)
         load_before = machine_load()
         times = timed(fn, warmup, steps)
@@ -202,7 +206,7 @@ def table(report: dict) -> str:
     lines = [f"Threads: {report['threads']}; peaks in the same process: fp32 matmul ({n}^3, MKL) "
              f"{peak['matmul']:.1f} GFLOP/s, 3x3x3 convolution (oneDNN) {peak['conv']:.1f} GFLOP/s.", "",
              "| preset, input | train GFLOP/step | s/step | GFLOP/s | share of matmul / conv peak | "
-             "predict GFLOP/image | s/image | GFLOP/s | share of matmul / conv peak | load (1 min) |",
+             "predict GFLOP/call | s/call (images) | GFLOP/s | share of matmul / conv peak | load (1 min) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
 
     def share(part: dict) -> str:
@@ -212,7 +216,7 @@ def table(report: dict) -> str:
         t, p = r["train"], r["predict"]
         name = f"{r['preset']}, {r['dims']}D {'x'.join(map(str, r['size_xyz']))}, batch {r['batch']}"
         lines.append(f"| {name} | {t['gflop_per_step']:.1f} | {t['seconds_per_step']:.2f} | {t['gflops']:.1f} | "
-                     f"{share(t)} | {p['gflop_per_step']:.1f} | {p['seconds_per_step']:.3f} | "
+                     f"{share(t)} | {p['gflop_per_step']:.1f} | {p['seconds_per_step']:.3f} ({p['images_per_step']}) | "
                      f"{p['gflops']:.1f} | {share(p)} | {t['load_before']['load_1min']} |")
     return "\n".join(lines) + "\n"
 

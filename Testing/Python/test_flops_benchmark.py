@@ -30,7 +30,10 @@ def test_quick_mode_writes_the_record(tmp_path):
             for kernel, peak in report["peak_gflops"].items():
                 assert 0 < figures["share_of_peak"][kernel] == round(figures["gflops"] / peak, 4)
             assert "load_1min" in figures["load_before"]
-        assert record["train"]["gflop_per_step"] > 2 * record["predict"]["gflop_per_step"]  # backward counted
+        train, predict = record["train"], record["predict"]
+        # Per image, a training step is a forward and a backward (about twice the forward's FLOPs).
+        assert train["gflop_per_step"] / record["batch"] > 2 * predict["gflop_per_step"] / predict["images_per_step"]
+    assert [r["predict"]["images_per_step"] for r in report["records"]] == [1, 2]   # 3D: two windows per call
     assert out.with_suffix(".md").read_text().count("| tiny,") == 2
 
 
