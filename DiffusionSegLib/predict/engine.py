@@ -70,6 +70,10 @@ def load_task_model(model_dir: Path, device: str = "auto", precision: str = "aut
     return LoadedModel(config, net, preprocessing, dev, Precision.choose(dev, options.precision(precision)), options)
 
 
+#: Network inputs with more values than this are kept in float16 between windows (64 MB in float32).
+HALF_INPUT_ABOVE = 2**24
+
+
 def output_slabs(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = DEFAULT_OVERLAP,
                  windows: bool | None = None, max_window_voxels: int | None = None
                  ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -95,10 +99,11 @@ def output_slabs(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = D
     x = (x if x.ndim == model.preprocessing.dims + 1 else x[None]).to(model.device)
     patch = model.preprocessing.patch_shape
     windowed = not (windows is False or (windows is None and tuple(x.shape[1:]) == tuple(patch)))
-    if windowed:
+    if windowed and x.numel() > HALF_INPUT_ABOVE:
         # Why float16: the whole input stays in memory while windows slide; half of it is a
         # CT's 300 MB, and 2^-12 of the [-1, 1] range (0.25 HU in a 2000 HU window) is far
-        # below image noise. Each batch of windows goes back to float32.
+        # below image noise. Each batch of windows goes back to float32. Smaller inputs stay
+        # float32, so their windows reproduce a whole-volume pass exactly.
         x = x.half()
         del grid_pixels
 
