@@ -130,7 +130,9 @@ def test_module_and_logic_construct_as_in_slicer(slicer_harness):
     assert "DiffusionSeg" in slicer.selfTests
     logic = module.DiffusionSegLogic()  # Slicer's ScriptedLoadableModuleLogic.__init__ runs super().__init__()
     p = logic.getParameterNode()
-    assert p.annotationNode is None and p.task == "segmentation" and p.finetuneIterations == 300
+    # The panel's default steps are the backend's, stated once in the vocabulary.
+    from DiffusionSegLib.vocabulary import DEFAULT_FINETUNE_ITERATIONS
+    assert p.annotationNode is None and p.task == "segmentation" and p.finetuneIterations == DEFAULT_FINETUNE_ITERATIONS
     segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     p.annotationNode = segmentation
     assert logic.getParameterNode().annotationNode is segmentation
