@@ -68,7 +68,8 @@ def phantom_model(tmp_path_factory) -> Path:
     start = time.monotonic()
     train_bpr(BprOptions(images=images, out=out, iterations=300, batch_size=4, slices=8, slice_size=[32, 32],
                          channels=[8, 16, 32], learning_rate=1e-3, device="cpu", progress="none"))
-    assert time.monotonic() - start < 30
+    # Cheap enough for the suite (about 15 s on a quiet 2-core machine; generous for a loaded one).
+    assert time.monotonic() - start < 120
     return out
 
 
@@ -367,8 +368,10 @@ def test_kill_9_after_a_checkpoint_then_resume(tmp_path):
     assert first["killed"] and first["last_step"] < 12, first["stderr"]
     step = load_training_state(killed)["step"]
     assert step >= 3 and first["last_step"] - step <= 3
-    assert main([*argv, "--out", str(killed), "--progress", "none", "--resume"]) == 0
-    assert main([*argv, "--out", str(tmp_path / "straight"), "--progress", "none"]) == 0
+    # Resume and the reference run in child processes too: every step at the child's one thread, so bitwise
+    # equality does not depend on how many threads this process's kernels split a sum over.
+    assert run_child([*argv, "--out", str(killed), "--progress", "json", "--resume"])["code"] == 0
+    assert run_child([*argv, "--out", str(tmp_path / "straight"), "--progress", "json"])["code"] == 0
     assert _same_weights(tmp_path / "straight", killed)
 
 
