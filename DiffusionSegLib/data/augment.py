@@ -70,7 +70,7 @@ def _spatial(recipe: Recipe, dims: int, patch_shape: Sequence[int], image_keys: 
                                  scale_range=(recipe.scale,) * dims,
                                  translate_range=tuple(recipe.translate_fraction * s for s in patch_shape), **modes))
     if recipe.elastic_prob > 0 and dims == 2:
-        # Control points every quarter of the patch (16 px at 64x64), displaced 1-2 control spacings' worth.
+        # Control points every quarter of the patch (16 px at 64x64); magnitude 1-2 as the supervised baseline had.
         spacing = tuple(max(4, s // 4) for s in patch_shape)
         steps.append(Rand2DElasticd(keys=keys, prob=recipe.elastic_prob, spacing=spacing, magnitude_range=(1, 2),
                                     **modes))
