@@ -28,15 +28,16 @@ from typing import Any, Dict, List, Optional, Union
 
 from .atomic import write_json_atomic
 from .errors import UserError
-from .vocabulary import AUGMENTATIONS
+from .vocabulary import AUGMENTATIONS, FINETUNE_MODES, TASKS
+from .vocabulary import OBJECTIVES as VOCABULARY_OBJECTIVES
 
 MODEL_FORMAT = "diffusionseg-model"
 MODEL_VERSION = 1
 CONFIG_NAME = "config.json"
-KINDS = ("pretrained", "segmentation", "landmarks", "bpr")
-TASK_KINDS = ("segmentation", "landmarks")
-MODES = ("full", "probe", "mlp")
-OBJECTIVES = ("ddpm", "masked")
+TASK_KINDS = TASKS            # a task model's kind is its task (vocabulary.py states them once)
+KINDS = ("pretrained", *TASK_KINDS, "bpr")
+MODES = FINETUNE_MODES
+OBJECTIVES = VOCABULARY_OBJECTIVES
 
 _RESTORE = "restore the model folder from its original copy, or train it again."
 
