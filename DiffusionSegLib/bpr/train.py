@@ -19,11 +19,12 @@ from .. import __version__
 from ..errors import UserError
 from ..imageio import Normalisation, normalisation_for
 from ..training.checkpoint import STATE_NAME, load_model_config
-from ..training.device import Precision, choose_device
-from ..training.distributed import DistContext, init_distributed_for, local_rank_from_env, rank_share
-from ..training.guard import RunGuard, check_out_dir, prepare_out_dir
+from ..training.device import Precision
+from ..training.distributed import DistContext, rank_share
+from ..training.guard import check_out_dir, prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import Reporter, new_run_dir
+from ..training.runtime import training_runtime
 from .losses import slice_ordering_loss
 from .model import BprNet, BprNetConfig
 from .predict import predict_slices, spearman
@@ -101,12 +102,8 @@ def train_bpr(opts: BprOptions) -> dict:
         the run's summary (steps, seconds, final loss, score range, per-volume Spearman).
     """
     opts.out, opts.images = Path(opts.out), Path(opts.images)
-    reporter = Reporter("bpr-train", opts.progress)
-    ctx = init_distributed_for(opts.device)
-    reporter.enabled = ctx.is_main
-    with RunGuard(reporter, ctx, opts.out) as guard:
-        device = choose_device(opts.device, local_rank_from_env())
-        precision = Precision.choose(device, opts.precision)
+    with training_runtime("bpr-train", opts.out, opts.device, opts.precision, opts.progress) as (
+            reporter, ctx, guard, device, precision):
         # Only a run that reached a checkpoint has settings to repeat; one stopped before it starts
         # again, and a folder with no run in it is refused (prepare_out_dir, once the volumes have loaded).
         resuming = opts.resume and (opts.out / STATE_NAME).is_file()

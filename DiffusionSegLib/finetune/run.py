@@ -24,11 +24,10 @@ from ..probe import build_probe_network
 from ..probe.network import DEFAULT_TIMESTEPS
 from ..project import DEFAULT_COLORS
 from ..training.checkpoint import STATE_NAME, fit_weights, load_model_config, load_weights
-from ..training.device import Precision, choose_device
-from ..training.distributed import init_distributed_for, local_rank_from_env
-from ..training.guard import RunGuard, prepare_out_dir
+from ..training.guard import prepare_out_dir
 from ..training.loop import LoopSettings, train
-from ..training.progress import Reporter, new_run_dir
+from ..training.progress import new_run_dir
+from ..training.runtime import training_runtime
 from ..vocabulary import FINETUNE_MODES as MODES
 from ..vocabulary import DEFAULT_AUGMENTATION, DEFAULT_FINETUNE_ITERATIONS, TASKS
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
@@ -197,12 +196,8 @@ def finetune(opts: FinetuneOptions) -> dict:
         raise UserError("the pixel-MLP ensemble (--mode mlp) classifies pixels: it is for segmentation only.",
                         fix="use --mode probe or --mode full for landmarks.")
     opts.out = Path(opts.out)
-    reporter = Reporter("finetune", opts.progress)
-    ctx = init_distributed_for(opts.device)
-    reporter.enabled = ctx.is_main
-    with RunGuard(reporter, ctx, opts.out) as guard:
-        device = choose_device(opts.device, local_rank_from_env())
-        precision = Precision.choose(device, opts.precision)
+    with training_runtime("finetune", opts.out, opts.device, opts.precision, opts.progress) as (
+            reporter, ctx, guard, device, precision):
         suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
         cases = labeled_cases(opts.images, opts.annotations, suffixes)
         check_weight(opts.extra_weight)

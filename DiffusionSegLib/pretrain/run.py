@@ -20,11 +20,11 @@ from ..imageio import check_same_dims, list_images
 from ..imageio.verify import verify_images
 from ..nets import NetworkConfig, build_unet, network_config
 from ..training.checkpoint import STATE_NAME, load_model_config
-from ..training.device import Precision, choose_device
-from ..training.distributed import init_distributed_for, local_rank_from_env, rank_share
-from ..training.guard import RunGuard, prepare_out_dir
+from ..training.distributed import rank_share
+from ..training.guard import prepare_out_dir
 from ..training.loop import LoopSettings, train
-from ..training.progress import Reporter, new_run_dir
+from ..training.progress import new_run_dir
+from ..training.runtime import training_runtime
 
 
 @dataclass
@@ -72,12 +72,8 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         the run's summary (steps, seconds, images per second, final loss, peak memory).
     """
     opts.out = Path(opts.out)
-    reporter = Reporter("pretrain", opts.progress)
-    ctx = init_distributed_for(opts.device)
-    reporter.enabled = ctx.is_main
-    with RunGuard(reporter, ctx, opts.out) as guard:
-        device = choose_device(opts.device, local_rank_from_env())
-        precision = Precision.choose(device, opts.precision)
+    with training_runtime("pretrain", opts.out, opts.device, opts.precision, opts.progress) as (
+            reporter, ctx, guard, device, precision):
         paths = list_images(opts.images)
         dims = check_same_dims(paths)
         if opts.dims is not None and opts.dims != dims:
