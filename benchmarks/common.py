@@ -195,6 +195,13 @@ def table(records: list[dict], metric: str, label: str, scale: float = 1.0, digi
     return "\n".join(lines)
 
 
+def recipe_of(method: str, recorded: str | None) -> str:
+    """The augmentation recipe of a record or a validation choice. Those from before augmentation became
+    a setting carry none: each method then had one recipe, the supervised U-Net its own (strong),
+    DiffusionSeg's fine-tuning mild."""
+    return recorded or ("strong" if method == "supervised" else "mild")
+
+
 def by_setting(records: list[dict], augmentation: bool = False) -> list[dict]:
     """The records with each (learning rate, steps) of a sweep as its own method, for tables and plots;
     with ``augmentation`` each recipe of the sweep too (otherwise a column pools them)."""

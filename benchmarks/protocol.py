@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import pretraining_record
+from benchmarks.common import pretraining_record, recipe_of
 from benchmarks.supervised_unet import SupervisedOptions, Task, predict_folder, train
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.run import PredictOptions, predict
@@ -92,10 +92,10 @@ def variants_for(args):
             nearest = min(per_n, key=lambda k: (abs(int(k) - n), int(k)))
             setting = per_n[nearest]
             return [{"learning_rate": setting["learning_rate"], "iterations": setting["iterations"],
-                     # choices from before the augmentation sweep were all made with the then-only recipe
-                     **({} if method == "supervised" else {"augmentation": setting.get("augmentation", "mild")})}]
-        augmentations = ["strong"] if method == "supervised" else args.augmentation
-        return [{"learning_rate": lr, "iterations": it, **({} if method == "supervised" else {"augmentation": a})}
+                     **({} if method == "supervised"
+                        else {"augmentation": recipe_of(method, setting.get("augmentation"))})}]
+        augmentations = [None] if method == "supervised" else args.augmentation  # the baseline has its own
+        return [{"learning_rate": lr, "iterations": it, **({} if a is None else {"augmentation": a})}
                 for lr in args.lr for it in args.iterations for a in augmentations]
 
     return variants

@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import paired_bootstrap, plot, table  # noqa: E402
+from benchmarks.common import paired_bootstrap, plot, recipe_of, table  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -142,7 +142,7 @@ def sweep(folder: Path, metric: str, label: str, scale: float, digits: int) -> s
 def augmentation_of(record: dict) -> str:
     """A record's augmentation recipe; records from before the augmentation sweep used the only recipe
     their method had then (supervised: its strong recipe, DiffusionSeg fine-tuning: mild)."""
-    return record.get("augmentation") or ("strong" if record["method"] == "supervised" else "mild")
+    return recipe_of(record["method"], record.get("augmentation"))
 
 
 def by_recipe(records: list[dict]) -> list[dict]:
