@@ -74,10 +74,15 @@ PRECISIONS = values(Precision)
 PROGRESS_MODES = values(Progress)
 CONFIDENCE_MEASURES = values(ConfidenceMeasure)
 AUGMENTATIONS = values(Augmentation)
+#: ``--modality`` of pretrain and finetune: a modality, or auto (guessed from the images, data/choose.py).
+AUTO_MODALITY = "auto"
+AUTO_MODALITIES = (AUTO_MODALITY,) + MODALITIES
 #: Fine-tuning's defaults: the recipe and the number of steps (chosen on the JSRT validation split,
 #: benchmarks/results/RESULTS.md); the CLI, the Slicer panel and the batch script all read them here.
 DEFAULT_FINETUNE_ITERATIONS = 1200
 DEFAULT_AUGMENTATION = Augmentation.STRONG.value
+#: Pretraining's number of steps: the CLI's default (PretrainOptions) and the Slicer panel's and batch script's.
+DEFAULT_PRETRAIN_ITERATIONS = 2000
 
 # ------------------------------------------------------------------ file roles
 #: Images: every suffix SimpleITK reads for us (a DICOM file may also have none, see is_dicom_file).

@@ -18,6 +18,7 @@ from ..training.device import choose_device
 from ..training.guard import CommandGuard
 from ..training.progress import Reporter
 from .model import BprNet, BprNetConfig
+from .options import BprPredictOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 from .slices import AxialSlices, axial_slices, orientation_of, per_slice_volume
 
 JSON_SUFFIX = ".bpr.json"
@@ -146,18 +147,6 @@ def height_report(z_mm: np.ndarray, scores: np.ndarray) -> dict:
     steps = np.diff(np.asarray(scores)[order])
     return {"monotone": bool(np.all(steps > 0)), "inversions": int(np.sum(steps <= 0)),
             "spearman": spearman(z_mm, scores)}
-
-
-@dataclass
-class BprPredictOptions:
-    """Options of ``diffusionseg bpr predict``."""
-
-    model: Path
-    images: Path
-    out: Path
-    volume: bool = False
-    device: str = "auto"
-    progress: str = "bar"
 
 
 def _outputs(out: Path, case: str, volume: bool) -> list[Path]:

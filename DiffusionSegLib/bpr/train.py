@@ -9,7 +9,7 @@ records the score range measured on the training volumes with the weights saved 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..training.progress import Reporter, new_run_dir
 from ..training.runtime import training_runtime
 from .losses import slice_ordering_loss
 from .model import BprNet, BprNetConfig
+from .options import BprOptions  # stated there, torch-free; imported from here too (__all__)
 from .predict import predict_slices, spearman
 from .volumes import TrainingVolume, load_volumes, sample_slice_indices, step_batches, volume_paths
 
@@ -34,38 +35,6 @@ from .volumes import TrainingVolume, load_volumes, sample_slice_indices, step_ba
 __all__ = ["KIND", "BprOptions", "sample_slice_indices", "train_bpr"]
 
 KIND = "bpr"
-
-
-@dataclass
-class BprOptions:
-    """Options of ``diffusionseg bpr train``; ``slice_size`` in (x, y) order.
-
-    Attributes:
-        batch_size: volumes per step; each gives ``slices`` slices, so a step scores
-            ``batch_size * slices`` slices.
-        slices: m, the slices taken from one volume at equal gaps (Yan et al. use 8).
-        distance_weight: weight of the equal-spacing loss against the order loss.
-        resume: continue the interrupted run in ``out`` (as pretrain and finetune --resume).
-    """
-
-    images: Path
-    out: Path
-    iterations: int = 2000
-    batch_size: int = 4
-    slices: int = 8
-    slice_size: list[int] = field(default_factory=lambda: [64, 64])
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 64])
-    learning_rate: float = 1e-3
-    distance_weight: float = 1.0
-    grad_clip: float = 1.0
-    modality: str = "ct"
-    checkpoint_every: int = 500
-    resume: bool = False
-    seed: int = 0
-    overwrite: bool = False
-    device: str = "auto"
-    precision: str = "auto"
-    progress: str = "bar"
 
 
 def _check_options(opts: BprOptions) -> None:

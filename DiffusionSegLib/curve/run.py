@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,30 +28,9 @@ from ..predict.run import predict_landmarks, predict_segmentation
 from ..training.guard import CommandGuard
 from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
-from .plan import DEFAULT_FOLDS, DEFAULT_ITERATIONS, check_labeled, check_sizes, default_sizes, plan_subsets
+from .plan import check_labeled, check_sizes, default_sizes, plan_subsets
+from .options import CurveOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 from .report import CSV_NAME, FORMAT, JSON_NAME, PNG_NAME, VERSION, summarize, write_outputs
-
-
-@dataclass
-class CurveOptions:
-    task: str                      # segmentation | landmarks
-    pretrained: Path
-    images: Path
-    annotations: Path              # --labels or --landmarks
-    out: Path
-    sizes: list[int] | None = None
-    folds: int = DEFAULT_FOLDS
-    iterations: int = DEFAULT_ITERATIONS
-    metric: str | None = None      # dice (default) or iou for segmentation; mre for landmarks
-    batch_size: int = 4
-    learning_rate: float = 1e-3
-    classes: list[str] | None = None
-    landmark_names: list[str] | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    progress: str = "bar"
-    command: str = ""              # the command line, recorded in curve.json
 
 
 def _metric(opts: CurveOptions) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..diffusion.draw import sample_model
@@ -24,21 +23,9 @@ from ..sample_data import generate_sample_dataset
 from ..atomic import write_json_atomic
 from ..training.guard import CommandGuard
 from ..training.progress import Reporter
+from .options import DemoOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 
 MARKER = "demo.json"
-
-
-@dataclass
-class DemoOptions:
-    out: Path
-    cases: int = 24
-    labeled: int = 5
-    size: int = 64
-    pretrain_iterations: int = 400
-    finetune_iterations: int = 200
-    device: str = "auto"
-    progress: str = "bar"
-    seed: int = 0
 
 
 def _prepare(out: Path) -> None:

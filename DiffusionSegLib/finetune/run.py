@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,61 +28,12 @@ from ..training.loop import LoopSettings, train
 from ..training.progress import new_run_dir
 from ..training.runtime import training_runtime
 from ..vocabulary import FINETUNE_MODES as MODES
-from ..vocabulary import DEFAULT_AUGMENTATION, DEFAULT_FINETUNE_ITERATIONS, TASKS
+from ..vocabulary import TASKS
 from .cases import LANDMARK_SUFFIXES, SEGMENTATION_SUFFIXES, Case, labeled_cases
 from .extra import MixedBatchSampler, check_weight, extra_cases
 from .network import task_network
+from .options import FinetuneOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 from .tasks import LandmarkTask, SegmentationTask
-
-
-@dataclass
-class FinetuneOptions:
-    """Options of ``diffusionseg finetune``; sizes in (x, y[, z]) order."""
-
-    task: str
-    images: Path
-    annotations: Path
-    out: Path
-    pretrained: Path | None = None     # None: random initialisation (the baseline)
-    # full: fine-tune the whole U-Net (PTDR); probe: frozen U-Net features at `probe_timesteps`
-    # read by a small conv head; mlp: the same features read by a pixel-MLP ensemble.
-    mode: str = "full"
-    probe_timesteps: list[int] | None = None
-    noise_seed: int = 0
-    mlp_members: int = 10
-    probe_hidden: int = 64
-    classes: list[str] | None = None
-    landmark_names: list[str] | None = None
-    iterations: int = DEFAULT_FINETUNE_ITERATIONS
-    batch_size: int = 4
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    timestep: int = 0
-    dice_weight: float = 1.0
-    sigma_mm: float | None = None
-    augmentation: str = DEFAULT_AUGMENTATION     # vocabulary.AUGMENTATIONS (data/augment.py)
-    # Training patch (3D); with a pretrained model its patch unless given: the U-Net is
-    # convolutional, so a patch that covers a whole small volume (nnU-Net's choice for
-    # hippocampus crops) gives more context and fewer windows at prediction.
-    patch_size: list[int] | None = None
-    # Used only without --pretrained (otherwise the pretrained model decides):
-    preset: str = "tiny"
-    image_size: list[int] | None = None
-    spacing: list[float] | None = None
-    modality: str = "auto"
-    coordinates: str | None = None
-    # Extra labeled cases (synthesize / selftrain output, or any images/ + labels/ folder),
-    # a fraction `extra_weight` of the training items (see finetune/extra.py).
-    extra: list[Path] = field(default_factory=list)
-    extra_weight: float = 0.5
-    checkpoint_every: int = 100
-    resume: bool = False               # continue the interrupted run in `out` (as pretrain --resume)
-    overwrite: bool = False
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    workers: int | None = None
-    progress: str = "bar"
 
 
 def _segmentation_task(opts: FinetuneOptions, cases: list[Case]) -> SegmentationTask:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +25,9 @@ from .argmax import geometry_of, label_map
 from .confidence import ConfidenceTally, landmark_confidence
 from .engine import LoadedModel, load_task_model, network_output, output_slabs
 from .defaults import DEFAULT_OVERLAP, MAX_WINDOW_VOXELS
+from .options import PredictOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 
 LABELMAP_FORMATS = PREDICTION_LABELMAP_FORMATS
-
-
-@dataclass
-class PredictOptions:
-    model: Path
-    images: Path
-    out: Path
-    formats: list[str] = field(default_factory=list)   # extra label-map formats besides .seg.nrrd
-    overlay: bool = False
-    min_confidence: float = 0.3
-    overlap: float = DEFAULT_OVERLAP
-    max_window_voxels: int | None = None   # None: windows of the training patch's size
-    fast: bool = False   # mixed precision, channels-last, torch.compile (predict/fast.py)
-    device: str = "auto"
-    precision: str = "auto"
-    progress: str = "bar"
 
 
 def predict_segmentation(model: LoadedModel, image: sitk.Image, overlap: float = DEFAULT_OVERLAP,

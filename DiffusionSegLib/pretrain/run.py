@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,41 +24,7 @@ from ..training.guard import prepare_out_dir
 from ..training.loop import LoopSettings, train
 from ..training.progress import new_run_dir
 from ..training.runtime import training_runtime
-
-
-@dataclass
-class PretrainOptions:
-    """Options of ``diffusionseg pretrain``; sizes in (x, y[, z]) order."""
-
-    images: Path
-    out: Path
-    dims: int | None = None
-    preset: str = "tiny"
-    iterations: int = 2000
-    batch_size: int = 8
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    image_size: list[int] | None = None
-    spacing: list[float] | None = None
-    patch_size: list[int] | None = None
-    modality: str = "auto"
-    timesteps: int = 1000
-    schedule: str = "linear_beta"
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    warmup_steps: int = 100
-    checkpoint_every: int = 500
-    augment: bool = True
-    resume: bool = False
-    overwrite: bool = False
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    workers: int | None = None
-    progress: str = "bar"
-    objective: str = "ddpm"             # 'masked': the masked-image-modelling baseline
-    coordinates: str | None = None      # coordinate channels: None, "position", "bpr:<model>"
-    extra: dict = field(default_factory=dict)
+from .options import PretrainOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 
 
 def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:

@@ -14,7 +14,6 @@ models get 0..1000), so ``finetune`` and ``predict`` read them like any image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,26 +35,9 @@ from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
 from .cases import case_folder, confidence_summary, write_label, write_new_image, write_report
 from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
+from .options import SynthesizeOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 
 REPORT_NAME = "synthesize"
-
-
-@dataclass
-class SynthesizeOptions:
-    pretrained: Path          # the DDPM model that draws the images
-    model: Path               # the fine-tuned model that labels them
-    out: Path
-    count: int = 16
-    steps: int = 50           # DDIM steps
-    batch_size: int = 8
-    min_confidence: float | None = None    # None: DEFAULT_MIN_CONFIDENCE of the task
-    measure: str | None = None             # None: the task's first measure
-    keep_rejected: bool = True             # write the rejected cases to rejected/ too
-    overlap: float = 0.5
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    progress: str = "bar"
 
 
 def load_denoiser(model_dir: Path, device: torch.device):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ..atomic import write_atomic, write_json_atomic
@@ -35,17 +35,9 @@ from ..training.outputs import fresh_folder
 from ..training.progress import Reporter, new_run_dir
 from .cases import case_folder, confidence_summary, link_image, write_label, write_report
 from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
+from .options import SelftrainOptions  # noqa: F401  (stated there, torch-free; imported from here too)
 
 REPORT_NAME = "pseudo"
-
-
-@dataclass
-class SelftrainOptions:
-    finetune: FinetuneOptions        # the fine-tuning of every round (its out is the final model)
-    rounds: int = 1
-    min_confidence: float | None = None
-    measure: str | None = None
-    overlap: float = 0.5
 
 
 def pseudo_label(model_dir: Path, images: list[Path], folder: Path, *, measure: str | None,
