@@ -35,7 +35,7 @@ from DiffusionSegModuleLib.nodeio import MRMLContext
 
 backend.ensure_importable()
 from DiffusionSegLib.vocabulary import (  # noqa: E402  (stated once)
-    DEFAULT_FINETUNE_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
 
 #
 # DiffusionSeg
@@ -82,7 +82,7 @@ class DiffusionSegParameterNode:
     names: str = ""
     modality: Annotated[str, Choice(list(MODALITIES))] = Modality.OTHER.value
     inputVolume: vtkMRMLScalarVolumeNode
-    pretrainIterations: Annotated[int, WithinRange(1, 10_000_000)] = 2000
+    pretrainIterations: Annotated[int, WithinRange(1, 10_000_000)] = DEFAULT_PRETRAIN_ITERATIONS
     pretrainedModel: Path
     # Optional: the wrapper writes None before anything is annotated; a Union without None cannot hold it.
     annotationNode: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]] = None

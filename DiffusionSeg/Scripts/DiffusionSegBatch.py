@@ -32,7 +32,7 @@ from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 backend.ensure_importable()
 from DiffusionSegLib.errors import UserError  # noqa: E402
 from DiffusionSegLib.vocabulary import (  # noqa: E402
-    DEFAULT_FINETUNE_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
 
 
 def parse_args(argv):
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modality", choices=MODALITIES, default=Modality.OTHER.value)
     parser.add_argument("--add-images", type=Path, help="copy the images of this folder into the project")
     parser.add_argument("--pretrain", action="store_true")
-    parser.add_argument("--pretrain-iterations", type=int, default=2000)
+    parser.add_argument("--pretrain-iterations", type=int, default=DEFAULT_PRETRAIN_ITERATIONS)
     parser.add_argument("--finetune", action="store_true")
     parser.add_argument("--finetune-iterations", type=int, default=DEFAULT_FINETUNE_ITERATIONS)
     parser.add_argument("--mode", choices=FINETUNE_MODES, default=FinetuneMode.FULL.value,

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_device_option, add_progress_option, add_runtime_options, positive_int
+from ..bpr.options import BprOptions, BprPredictOptions
+from .common import add_device_option, add_progress_option, add_runtime_options, defaults_of, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -16,21 +17,23 @@ def add_parser(subparsers) -> None:
                                           "(--coordinates bpr:MODEL_DIR).")
     actions = p.add_subparsers(dest="bpr_command", required=True, metavar="ACTION")
 
+    default = defaults_of(BprOptions)
     t = actions.add_parser("train", help="train a regressor on a folder of unlabeled 3D CT volumes",
                            description="Train a body-part regressor on unlabeled 3D CT volumes (no labels).")
     t.add_argument("--images", type=Path, required=True, help="folder of 3D CT volumes")
     t.add_argument("--out", type=Path, required=True, help="model folder to write")
-    t.add_argument("--iterations", type=positive_int, default=2000)
-    t.add_argument("--batch-size", type=positive_int, default=4, help="volumes per step (default 4)")
-    t.add_argument("--slices", type=positive_int, default=8,
-                   help="slices taken from each volume at equal gaps (default 8, at least 3)")
-    t.add_argument("--slice-size", type=positive_int, nargs=2, default=[64, 64], metavar=("X", "Y"),
-                   help="in-plane size the slices are resampled to (default 64 64)")
-    t.add_argument("--learning-rate", type=float, default=1e-3)
-    t.add_argument("--checkpoint-every", type=positive_int, default=500)
+    t.add_argument("--iterations", type=positive_int, default=default["iterations"])
+    t.add_argument("--batch-size", type=positive_int, default=default["batch_size"],
+                   help=f"volumes per step (default {default['batch_size']})")
+    t.add_argument("--slices", type=positive_int, default=default["slices"],
+                   help=f"slices taken from each volume at equal gaps (default {default['slices']}, at least 3)")
+    t.add_argument("--slice-size", type=positive_int, nargs=2, default=default["slice_size"], metavar=("X", "Y"),
+                   help="in-plane size the slices are resampled to (default {} {})".format(*default["slice_size"]))
+    t.add_argument("--learning-rate", type=float, default=default["learning_rate"])
+    t.add_argument("--checkpoint-every", type=positive_int, default=default["checkpoint_every"])
     t.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
-    add_runtime_options(t)
+    add_runtime_options(t, BprOptions)
     t.set_defaults(run=run_train)
 
     r = actions.add_parser("predict", help="score the axial slices of volumes",
@@ -41,13 +44,13 @@ def add_parser(subparsers) -> None:
     r.add_argument("--images", type=Path, required=True, help="a volume or a folder of volumes")
     r.add_argument("--out", type=Path, required=True, help="output folder")
     r.add_argument("--volume", action="store_true", help="also write <case>_bpr.nrrd: each voxel its slice's score")
-    add_device_option(r)
-    add_progress_option(r)
+    add_device_option(r, BprPredictOptions)
+    add_progress_option(r, BprPredictOptions)
     r.set_defaults(run=run_predict)
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..bpr.train import BprOptions, train_bpr
+    from ..bpr.train import train_bpr
 
     opts = BprOptions(images=args.images, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
                       slices=args.slices, slice_size=list(args.slice_size), learning_rate=args.learning_rate,
@@ -60,7 +63,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from ..bpr.predict import BprPredictOptions, predict_bpr
+    from ..bpr.predict import predict_bpr
 
     opts = BprPredictOptions(model=args.model, images=args.images, out=args.out, volume=args.volume,
                              device=args.device, progress=args.progress)

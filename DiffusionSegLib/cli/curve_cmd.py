@@ -7,20 +7,20 @@ import json
 import shlex
 from pathlib import Path
 
-from .common import add_runtime_options, positive_int
+from ..curve.options import CurveOptions
+from .common import add_runtime_options, defaults_of, positive_int
 from .finetune_cmd import names
 
 
 def add_parser(subparsers) -> None:
-    from ..curve.plan import DEFAULT_FOLDS, DEFAULT_ITERATIONS
-
+    default = defaults_of(CurveOptions)
     p = subparsers.add_parser(
         "curve", help="estimate the accuracy with one and five more labeled cases",
         description="Fine-tune the pretrained model on subsets of the labeled cases (sizes 1 .. N-1, --folds draws "
                     "each), score each on the held-out labeled cases, fit y = a - b * n^(-c), and predict the "
                     "accuracy at N, N+1 and N+5 with an 80% bootstrap band. Writes OUT/curve.json, curve.csv, "
                     "curve.png. Cost: one fine-tuning of --iterations steps per subset (default at most "
-                    f"{3 * DEFAULT_FOLDS}).")
+                    f"{3 * default['folds']}).")
     p.add_argument("--pretrained", type=Path, required=True, help="model folder written by pretrain")
     p.add_argument("--images", type=Path, required=True, help="the images; those with an annotation are used")
     group = p.add_mutually_exclusive_group(required=True)
@@ -30,22 +30,22 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sizes", type=positive_int, nargs="+", metavar="n",
                    help="subset sizes to fine-tune on, each in 1..N-1 (default: 1..N-1 if at most 3 of them, "
                         "else 1, about sqrt(N-1), N-1)")
-    p.add_argument("--folds", type=positive_int, default=DEFAULT_FOLDS,
-                   help=f"subsets drawn per size (default {DEFAULT_FOLDS}; all of them when fewer exist)")
-    p.add_argument("--iterations", type=positive_int, default=DEFAULT_ITERATIONS,
-                   help=f"fine-tuning steps per subset (default {DEFAULT_ITERATIONS})")
+    p.add_argument("--folds", type=positive_int, default=default["folds"],
+                   help=f"subsets drawn per size (default {default['folds']}; all of them when fewer exist)")
+    p.add_argument("--iterations", type=positive_int, default=default["iterations"],
+                   help=f"fine-tuning steps per subset (default {default['iterations']})")
     p.add_argument("--metric", choices=("dice", "iou", "mre"),
                    help="segmentation: dice (default) or iou, mean over classes; landmarks: mre")
-    p.add_argument("--batch-size", type=positive_int, default=4)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=default["batch_size"])
+    p.add_argument("--learning-rate", type=float, default=default["learning_rate"])
     p.add_argument("--classes", type=names, help="class names for label maps, comma-separated")
     p.add_argument("--landmark-names", type=names, help="landmarks to learn, comma-separated (default: all found)")
-    add_runtime_options(p)
+    add_runtime_options(p, CurveOptions)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..curve.run import CurveOptions, curve
+    from ..curve.run import curve
 
     task = "segmentation" if args.labels is not None else "landmarks"
     result = curve(CurveOptions(

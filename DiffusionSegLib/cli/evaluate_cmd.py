@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_progress_option
+from .common import RuntimeOptions, add_progress_option
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--classes", help="class names for label maps, comma-separated")
     p.add_argument("--images", type=Path, help="segmentation: the images, to check geometry against")
     p.add_argument("--out", type=Path, help="report file (.json; a .csv is written beside it)")
-    add_progress_option(p)
+    add_progress_option(p, RuntimeOptions)
     p.set_defaults(run=run)
 
 

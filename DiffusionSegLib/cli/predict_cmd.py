@@ -6,37 +6,45 @@ import argparse
 import json
 from pathlib import Path
 
-from ..predict.defaults import DEFAULT_OVERLAP, MAX_WINDOW_VOXELS
-from .common import add_runtime_options
+from ..predict.defaults import MAX_WINDOW_VOXELS
+from ..predict.options import PredictOptions
+from .common import add_runtime_options, defaults_of
+
+
+def formats(text: str) -> list[str]:
+    """``--format nii.gz,.nrrd`` -> ``["nii.gz", "nrrd"]``."""
+    return [f.strip().lstrip(".") for f in text.split(",") if f.strip()]
 
 
 def add_parser(subparsers) -> None:
+    default = defaults_of(PredictOptions)
     p = subparsers.add_parser("predict", help="run a fine-tuned model on images",
                               description="Write <case>.seg.nrrd (segmentation) or <case>.mrk.json and <case>.csv "
                                           "(landmarks) for each image, in the image's own geometry.")
     p.add_argument("--model", type=Path, required=True, help="model folder written by finetune")
     p.add_argument("--images", type=Path, required=True, help="an image file or a folder of images")
     p.add_argument("--out", type=Path, required=True, help="output folder (existing results are never overwritten)")
-    p.add_argument("--format", dest="formats", default="", help="also write label maps: nii.gz,nrrd,png")
+    p.add_argument("--format", dest="formats", type=formats, default=default["formats"],
+                   help="also write label maps: nii.gz,nrrd,png")
     p.add_argument("--overlay", action="store_true", help="also write <case>_overlay.png to look at")
-    p.add_argument("--min-confidence", type=float, default=0.3, help="landmarks below it are flagged (kept)")
-    p.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP, help="sliding-window overlap (3D)")
-    p.add_argument("--window-voxels", type=int, default=0,
+    p.add_argument("--min-confidence", type=float, default=default["min_confidence"],
+                   help="landmarks below it are flagged (kept)")
+    p.add_argument("--overlap", type=float, default=default["overlap"], help="sliding-window overlap (3D)")
+    p.add_argument("--window-voxels", dest="max_window_voxels", type=int, default=default["max_window_voxels"],
                    help="let sliding windows grow past the training patch up to this many voxels (e.g. "
-                        f"{MAX_WINDOW_VOXELS}): faster, but the output changes; default 0, the training patch")
+                        f"{MAX_WINDOW_VOXELS}): faster, but the output changes; default (or 0) the training patch")
     p.add_argument("--fast", action="store_true",
                    help="mixed precision (bf16 also on a CPU), channels-last and torch.compile: for a GPU")
-    add_runtime_options(p)
+    add_runtime_options(p, PredictOptions)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..predict.run import PredictOptions, predict
+    from ..predict.run import predict
 
-    opts = PredictOptions(model=args.model, images=args.images, out=args.out,
-                          formats=[f.strip().lstrip(".") for f in args.formats.split(",") if f.strip()],
+    opts = PredictOptions(model=args.model, images=args.images, out=args.out, formats=args.formats,
                           overlay=args.overlay, min_confidence=args.min_confidence, overlap=args.overlap,
-                          max_window_voxels=args.window_voxels or None, fast=args.fast,
+                          max_window_voxels=args.max_window_voxels or None, fast=args.fast,
                           device=args.device, precision=args.precision, progress=args.progress)
     summary = predict(opts)
     if args.progress != "json":

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..diffusion.sampling import SAMPLERS
-from .common import add_runtime_options, positive_int
+from .common import RuntimeOptions, add_runtime_options, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--count", type=positive_int, default=16)
     p.add_argument("--steps", type=positive_int, default=100, help="denoising steps (DDIM); ddpm uses all")
     p.add_argument("--method", default="ddim", choices=SAMPLERS)
-    add_runtime_options(p)
+    add_runtime_options(p, RuntimeOptions)
     p.set_defaults(run=run)
 
 

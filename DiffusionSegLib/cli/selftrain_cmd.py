@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..finetune.options import FinetuneOptions
+from ..synthesize.options import SelftrainOptions
 from ..vocabulary import CONFIDENCE_MEASURES
-from .common import add_runtime_options, positive_int
+from .common import add_runtime_options, defaults_of, positive_int
 from .finetune_cmd import add_finetune_options
 
 
@@ -20,20 +22,25 @@ def add_parser(subparsers) -> None:
                                           "--pretrained on real + pseudo-labeled cases. Every stage is kept in "
                                           "OUT/runs/selftrain-<time>/ (round_N/pseudo opens in Slicer).")
     add_finetune_options(p)
-    p.add_argument("--rounds", type=positive_int, default=1, help="pseudo-labeling rounds (default 1)")
+    default = defaults_of(SelftrainOptions)
+    p.add_argument("--rounds", type=positive_int, default=default["rounds"],
+                   help=f"pseudo-labeling rounds (default {default['rounds']})")
     p.add_argument("--min-confidence", type=float,
                    help="keep a pseudo-label whose confidence is at least this (default 0.9 segmentation, "
                         "0.7 landmarks)")
     p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="as in `diffusionseg synthesize`")
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (3D)")
+    p.add_argument("--overlap", type=float, default=default["overlap"], help="sliding-window overlap (3D)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
-    add_runtime_options(p)
-    p.set_defaults(run=run, mode="full", probe_timesteps=None, noise_seed=0, mlp_members=10)
+    add_runtime_options(p, FinetuneOptions)
+    # Fine-tuning options selftrain does not offer: every round fine-tunes the whole U-Net.
+    finetune = defaults_of(FinetuneOptions)
+    p.set_defaults(run=run, **{name: finetune[name]
+                               for name in ("mode", "probe_timesteps", "noise_seed", "mlp_members")})
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synthesize.selftrain import SelftrainOptions, selftrain
+    from ..synthesize.selftrain import selftrain
     from .finetune_cmd import finetune_options
 
     summary = selftrain(SelftrainOptions(finetune=finetune_options(args), rounds=args.rounds,

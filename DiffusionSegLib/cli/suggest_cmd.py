@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_runtime_options, positive_int
+from .common import RuntimeOptions, add_runtime_options, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
                    help=f"mix: weight of the model's uncertainty, the rest is distance from the labeled cases "
                         f"(default {UNCERTAINTY_WEIGHT:g})")
     p.add_argument("--cache-dir", type=Path, help="feature cache folder (default MODEL/cache/suggest)")
-    add_runtime_options(p)
+    add_runtime_options(p, RuntimeOptions)  # SuggestOptions lives in suggest/run.py, which imports torch
     p.set_defaults(run=run)
 
 

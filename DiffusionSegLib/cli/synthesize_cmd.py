@@ -7,11 +7,13 @@ import argparse
 import json
 from pathlib import Path
 
+from ..synthesize.options import SynthesizeOptions
 from ..vocabulary import CONFIDENCE_MEASURES
-from .common import add_runtime_options, positive_int
+from .common import add_runtime_options, defaults_of, positive_int
 
 
 def add_parser(subparsers) -> None:
+    default = defaults_of(SynthesizeOptions)
     p = subparsers.add_parser("synthesize", help="draw images, label them with a fine-tuned model, keep the confident",
                               description="Draw --count images from the pretrained model (DDIM), label each with the "
                                           "fine-tuned --model and write the confident ones to OUT/images + "
@@ -21,9 +23,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", type=Path, required=True,
                    help="a segmentation or landmark model fine-tuned from --pretrained (it labels the samples)")
     p.add_argument("--out", type=Path, required=True, help="new folder for the cases")
-    p.add_argument("--count", type=positive_int, default=16, help="images to draw (default 16)")
-    p.add_argument("--steps", type=positive_int, default=50, help="DDIM denoising steps per image (default 50)")
-    p.add_argument("--batch-size", type=positive_int, default=8, help="images drawn together (default 8)")
+    p.add_argument("--count", type=positive_int, default=default["count"],
+                   help=f"images to draw (default {default['count']})")
+    p.add_argument("--steps", type=positive_int, default=default["steps"],
+                   help=f"DDIM denoising steps per image (default {default['steps']})")
+    p.add_argument("--batch-size", type=positive_int, default=default["batch_size"],
+                   help=f"images drawn together (default {default['batch_size']})")
     p.add_argument("--min-confidence", type=float,
                    help="keep a sample whose confidence is at least this (default 0.9 segmentation, "
                         "0.7 landmarks: the smallest landmark's heatmap peak mass)")
@@ -32,13 +37,13 @@ def add_parser(subparsers) -> None:
                         "predicted as a class) or image (over all pixels); landmarks: peak")
     p.add_argument("--no-rejected", dest="keep_rejected", action="store_false",
                    help="do not write the rejected samples to OUT/rejected (the report still lists them)")
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap (3D)")
-    add_runtime_options(p)
+    p.add_argument("--overlap", type=float, default=default["overlap"], help="sliding-window overlap (3D)")
+    add_runtime_options(p, SynthesizeOptions)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..synthesize.run import SynthesizeOptions, synthesize
+    from ..synthesize.run import synthesize
 
     summary = synthesize(SynthesizeOptions(
         pretrained=args.pretrained, model=args.model, out=args.out, count=args.count, steps=args.steps,

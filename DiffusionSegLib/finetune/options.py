@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from ..vocabulary import (AUGMENTATIONS, AUTO_MODALITIES, AUTO_MODALITY, DEFAULT_AUGMENTATION, DEFAULT_FINETUNE_ITERATIONS,
-                          FINETUNE_MODES, PRECISIONS, PROGRESS_MODES, TASKS, FinetuneMode, Precision, Progress)
+from ..vocabulary import (AUGMENTATIONS, AUTO_MODALITIES, AUTO_MODALITY, DEFAULT_AUGMENTATION,
+                          DEFAULT_FINETUNE_ITERATIONS, FINETUNE_MODES, PRECISIONS, PROGRESS_MODES, TASKS, FinetuneMode,
+                          Precision, Progress)
 
 
 @dataclass
