@@ -62,7 +62,10 @@ def add_progress_option(parser: argparse.ArgumentParser, options: type) -> None:
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0   # argparse would name the function ("invalid positive_int value"), not what is wanted
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text}")
     return value

@@ -13,6 +13,7 @@ import sys
 from .. import __version__
 from ..errors import UserError, as_user_error
 from . import parentwatch
+from .usage import CommandLineParser, UsageError, report_usage_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import (bpr_cmd, curve_cmd, demo_cmd, evaluate_cmd, finetune_cmd, predict_cmd, pretrain_cmd,
                    sample_cmd, selftrain_cmd, suggest_cmd, synthesize_cmd)
 
-    parser = argparse.ArgumentParser(prog="diffusionseg", description=__doc__.splitlines()[0])
+    parser = CommandLineParser(prog="diffusionseg", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"diffusionseg {__version__}")
     parser.add_argument("--stop-on-stdin-close", action="store_true",
                         help="stop like on SIGTERM (exit 130, last complete checkpoint kept) when stdin ends "
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.stop_on_stdin_close:
             parentwatch.watch_stdin()  # after the handler: its request is a SIGTERM
         return args.run(args)
+    except UsageError as exc:  # argparse's usage lines, and the error event with --progress json
+        return report_usage_error(exc, sys.argv[1:] if argv is None else argv)
     except (UserError, OSError) as exc:  # OSError: a full disk, a read-only folder is one line too
         error = as_user_error(exc)
         if error is None:

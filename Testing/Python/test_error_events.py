@@ -188,3 +188,35 @@ def test_nested_commands_send_one_error_event(inner_mode, capsys):
                 raise UserError("bad", path="x.nrrd")
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["stage"] for e in events if e["event"] == "error"] == ["inner" if inner_mode == "json" else "outer"]
+
+
+#: Command lines argparse refuses, and what the event's message must say.
+USAGE_ERRORS = {
+    "unknown option": (["predict", "--model", "m", "--images", "i", "--out", "o", "--bogus"],
+                       "unrecognized arguments: --bogus"),
+    "bad choice": (["finetune", "--task", "segmentatoin", "--images", "i", "--out", "o"],
+                   "argument --task: invalid choice: 'segmentatoin'"),
+    "missing option": (["pretrain", "--images", "i"], "the following arguments are required: --out"),
+    "wrong type": (["bpr", "train", "--images", "i", "--out", "o", "--iterations", "many"],
+                   "argument --iterations: must be a positive whole number, not many"),
+    "unknown command": (["pretrian"], "argument COMMAND: invalid choice: 'pretrian'"),
+}
+
+
+@pytest.mark.parametrize("progress", [["--progress", "json"], ["--progress=json"]], ids=["two words", "one word"])
+@pytest.mark.parametrize("kind", USAGE_ERRORS)
+def test_command_line_error_ends_in_one_error_event(kind, progress):
+    """argparse's refusals too: usage on stderr, exit 2, one error event with the message and a fix on stdout."""
+    argv, said = USAGE_ERRORS[kind]
+    code, stdout, stderr = run([*argv, *progress])
+    events = [json.loads(line) for line in stdout.splitlines()]  # only JSON lines on stdout
+    assert code == 2
+    assert [e["event"] for e in events] == ["error"], stdout
+    assert said in events[0]["message"] and "Fix: run `diffusionseg" in events[0]["message"], events[0]
+    assert stderr.startswith("usage: diffusionseg") and said in stderr
+
+
+def test_command_line_error_without_json_progress_keeps_stdout_empty():
+    code, stdout, stderr = run(["finetune", "--task", "segmentatoin", "--images", "i", "--out", "o"])
+    assert (code, stdout) == (2, "")
+    assert "error: argument --task: invalid choice" in stderr
