@@ -6,12 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import RuntimeOptions, add_runtime_options, positive_int
+from ..suggest.options import SuggestOptions
+from .common import add_runtime_options, defaults_of, positive_int
 
 
 def add_parser(subparsers) -> None:
-    from ..suggest.select import STRATEGIES, UNCERTAINTY_WEIGHT
+    from ..suggest.select import STRATEGIES
 
+    defaults = defaults_of(SuggestOptions)
     p = subparsers.add_parser("suggest", help="rank the unlabeled images to annotate next",
                               description="Rank --count unlabeled images of --images to annotate next. With a "
                                           "pretrained model (or no labeled case): images that represent the pool in "
@@ -28,19 +30,19 @@ def add_parser(subparsers) -> None:
     p.add_argument("--count", type=positive_int, required=True, help="how many cases to suggest")
     p.add_argument("--out", required=True,
                    help="a folder (suggestions.json + .csv inside) or a file prefix (PREFIX.json + PREFIX.csv)")
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES,
+    p.add_argument("--strategy", default=defaults["strategy"], choices=STRATEGIES,
                    help="auto (default): mix for a fine-tuned model with labeled cases, else kmedoids; kcentre: "
                         "farthest-first in feature space")
-    p.add_argument("--uncertainty-weight", type=float, default=UNCERTAINTY_WEIGHT,
+    p.add_argument("--uncertainty-weight", type=float, default=defaults["uncertainty_weight"],
                    help=f"mix: weight of the model's uncertainty, the rest is distance from the labeled cases "
-                        f"(default {UNCERTAINTY_WEIGHT:g})")
+                        f"(default {defaults['uncertainty_weight']:g})")
     p.add_argument("--cache-dir", type=Path, help="feature cache folder (default MODEL/cache/suggest)")
-    add_runtime_options(p, RuntimeOptions)  # SuggestOptions lives in suggest/run.py, which imports torch
+    add_runtime_options(p, SuggestOptions)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..suggest.run import SuggestOptions, suggest
+    from ..suggest.run import suggest
 
     report = suggest(SuggestOptions(
         model=args.model, images=args.images, count=args.count, out=args.out, labels=args.labels,

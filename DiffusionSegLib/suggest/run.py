@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,28 +31,10 @@ from ..training.progress import Reporter
 from . import select
 from .cache import FeatureCache, image_key, model_key, weights_sha256
 from .features import load_extractor
+from .options import COLD_START_DEFAULT, SuggestOptions  # noqa: F401  (SuggestOptions imported from here too)
 
-STRATEGIES = select.STRATEGIES
-COLD_START_DEFAULT = "kmedoids"
 REPORT_FORMAT = "diffusionseg-suggestions"
 CSV_COLUMNS = ("case", "rank", "score", "reason", "image")
-
-
-@dataclass
-class SuggestOptions:
-    model: Path
-    images: Path
-    count: int
-    out: str | Path                  # a folder (suggestions.json/.csv inside) or a file prefix
-    labels: Path | None = None       # segmentation annotations: the cases they name are labeled
-    landmarks: Path | None = None    # landmark annotations
-    strategy: str = "auto"
-    uncertainty_weight: float = select.UNCERTAINTY_WEIGHT
-    cache_dir: Path | None = None    # default MODEL/cache/suggest
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    progress: str = "bar"
 
 
 def output_paths(out: str | Path) -> tuple[Path, Path]:
@@ -99,8 +80,8 @@ def _labeled(opts: SuggestOptions, kind: str, cases: set[str]) -> tuple[set[str]
 
 
 def _strategy(opts: SuggestOptions, kind: str, labeled: set[str]) -> str:
-    if opts.strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy '{opts.strategy}'.", fix=f"use --strategy {' or '.join(STRATEGIES)}.")
+    if opts.strategy not in select.STRATEGIES:
+        raise UserError(f"unknown strategy '{opts.strategy}'.", fix=f"use --strategy {' or '.join(select.STRATEGIES)}.")
     if not 0.0 <= opts.uncertainty_weight <= 1.0:
         raise UserError(f"--uncertainty-weight {opts.uncertainty_weight:g} is outside 0..1.",
                         fix="use a weight between 0 (distance only) and 1 (uncertainty only).")

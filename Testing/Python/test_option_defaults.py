@@ -26,6 +26,7 @@ from DiffusionSegLib.demo.options import DemoOptions
 from DiffusionSegLib.finetune.options import FinetuneOptions
 from DiffusionSegLib.predict.options import PredictOptions
 from DiffusionSegLib.pretrain.options import PretrainOptions
+from DiffusionSegLib.suggest.options import SuggestOptions
 from DiffusionSegLib.synthesize.options import SelftrainOptions, SynthesizeOptions
 
 #: subcommand -> the Options classes its options map onto, searched in order. sample and
@@ -33,7 +34,7 @@ from DiffusionSegLib.synthesize.options import SelftrainOptions, SynthesizeOptio
 OPTIONS = {
     "pretrain": (PretrainOptions,), "sample": (RuntimeOptions,), "finetune": (FinetuneOptions,),
     "synthesize": (SynthesizeOptions,), "selftrain": (SelftrainOptions, FinetuneOptions),
-    "predict": (PredictOptions,), "evaluate": (RuntimeOptions,), "suggest": ("suggest",),
+    "predict": (PredictOptions,), "evaluate": (RuntimeOptions,), "suggest": (SuggestOptions,),
     "curve": (CurveOptions,), "bpr train": (BprOptions,), "bpr predict": (BprPredictOptions,),
     "demo": (DemoOptions,),
 }
@@ -43,10 +44,6 @@ VOCABULARY_LISTS = {v.TASKS, v.FINETUNE_MODES, v.MODALITIES, v.AUTO_MODALITIES, 
 
 
 def options_classes(command: str) -> tuple:
-    if OPTIONS[command] == ("suggest",):  # suggest/run.py imports torch: only here, not at collection
-        from DiffusionSegLib.suggest.run import SuggestOptions
-
-        return (SuggestOptions,)
     return OPTIONS[command]
 
 
@@ -121,11 +118,7 @@ def test_defaults_are_the_options_dataclass_s(command):
     assert checked, f"{command}: no option maps onto {[c.__name__ for c in classes]}"
 
 
-#: SuggestOptions still lives in suggest/run.py (torch) with plain ``str`` fields; strict, so typing it ends this.
-UNTYPED = pytest.mark.xfail(strict=True, reason="SuggestOptions' fields are not typed with their choice lists yet")
-
-
-@pytest.mark.parametrize("command", [pytest.param(c, marks=UNTYPED) if c == "suggest" else c for c in sorted(OPTIONS)])
+@pytest.mark.parametrize("command", sorted(OPTIONS))
 def test_choices_are_the_fields_vocabulary_lists(command):
     classes = options_classes(command)
     for action in COMMANDS[command]._actions:
