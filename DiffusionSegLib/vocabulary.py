@@ -58,6 +58,10 @@ Augmentation = _choices("Augmentation", ("strong", "mild", "none"),
 ConfidenceMeasure = _choices("ConfidenceMeasure", ("foreground", "image", "peak"),
                              "How synthesize and selftrain score a label: segmentation foreground or image; "
                              "landmarks peak (synthesize/confidence.py).")
+Schedule = _choices("Schedule", ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"),
+                    "DDPM noise schedule, by MONAI DDPMScheduler's names (linear_beta: Ho et al. 2020's).")
+Sampler = _choices("Sampler", ("ddim", "ddpm"),
+                   "sample: DDIM (eta 0, strided steps; the default) or the full DDPM chain.")
 
 
 def values(choices: Type[enum.Enum]) -> Tuple[str, ...]:
@@ -74,6 +78,8 @@ PRECISIONS = values(Precision)
 PROGRESS_MODES = values(Progress)
 CONFIDENCE_MEASURES = values(ConfidenceMeasure)
 AUGMENTATIONS = values(Augmentation)
+SCHEDULES = values(Schedule)
+SAMPLERS = values(Sampler)
 #: ``--modality`` of pretrain and finetune: a modality, or auto (guessed from the images, data/choose.py).
 AUTO_MODALITY = "auto"
 AUTO_MODALITIES = (AUTO_MODALITY,) + MODALITIES

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..finetune.options import FinetuneOptions
-from ..nets import PRESETS
+from ..nets.presets import PRESETS
 from ..vocabulary import AUGMENTATIONS, AUTO_MODALITIES, FINETUNE_MODES, TASKS, Augmentation
 from .common import add_runtime_options, defaults_of, positive_int
 

@@ -6,10 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..diffusion.ddpm import SCHEDULES
-from ..nets import PRESETS
+from ..nets.presets import PRESETS
 from ..pretrain.options import PretrainOptions
-from ..vocabulary import AUTO_MODALITIES, OBJECTIVES
+from ..vocabulary import AUTO_MODALITIES, OBJECTIVES, SCHEDULES
 from .common import add_runtime_options, defaults_of, positive_int
 
 

@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from monai.networks.schedulers import DDPMScheduler
 
 from ..errors import UserError
-
-SCHEDULES = ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine")
+from ..vocabulary import SCHEDULES, Schedule
 
 
 @dataclass
@@ -21,7 +20,7 @@ class DiffusionConfig:
     """
 
     num_train_timesteps: int = 1000
-    schedule: str = "linear_beta"
+    schedule: str = Schedule.LINEAR_BETA.value
 
     def to_dict(self) -> dict:
         return asdict(self)

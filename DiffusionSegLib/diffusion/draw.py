@@ -20,6 +20,7 @@ from ..training.guard import CommandGuard
 from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
 from .ddpm import DiffusionConfig
+from .options import SampleOptions
 from .sampling import sample_images
 
 
@@ -40,8 +41,10 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip((images + 1) * 127.5, 0, 255).round().astype(np.uint8)
 
 
-def sample_model(model_dir: Path, out_dir: Path, *, count: int = 16, steps: int = 100, method: str = "ddim",
-                 seed: int = 0, device: str = "auto", precision: str = "auto", progress: str = "bar") -> dict:
+def sample_model(model_dir: Path, out_dir: Path, *, count: int = SampleOptions.count, steps: int = SampleOptions.steps,
+                 method: str = SampleOptions.method, seed: int = SampleOptions.seed,
+                 device: str = SampleOptions.device, precision: str = SampleOptions.precision,
+                 progress: str = SampleOptions.progress) -> dict:
     """Draw ``count`` images and write ``samples.png`` plus one image file per sample.
 
     2D samples are written as NRRD, 3D as NIfTI, on the grid the network was trained on

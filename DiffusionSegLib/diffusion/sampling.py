@@ -7,9 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
 
+from ..vocabulary import SAMPLERS
 from .ddpm import DiffusionConfig
-
-SAMPLERS = ("ddim", "ddpm")
 
 
 def make_sampler(config: DiffusionConfig, method: str) -> DDPMScheduler | DDIMScheduler:

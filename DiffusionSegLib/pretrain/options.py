@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 from ..vocabulary import (AUTO_MODALITIES, AUTO_MODALITY, DEFAULT_PRETRAIN_ITERATIONS, OBJECTIVES, PRECISIONS,
-                          PROGRESS_MODES, Objective, Precision, Progress)
+                          PROGRESS_MODES, SCHEDULES, Objective, Precision, Progress, Schedule)
 
 
 @dataclass
@@ -32,7 +32,7 @@ class PretrainOptions:
     patch_size: list[int] | None = None
     modality: Annotated[str, AUTO_MODALITIES] = AUTO_MODALITY
     timesteps: int = 1000
-    schedule: str = "linear_beta"
+    schedule: Annotated[str, SCHEDULES] = Schedule.LINEAR_BETA.value
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     warmup_steps: int = 100

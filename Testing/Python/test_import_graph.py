@@ -169,3 +169,17 @@ def test_no_cycle_is_found_where_there_is_none(tmp_path):
         "b/z.py": "",
     })
     assert cycles(package_graph(pkg)) == []
+
+
+def test_the_command_line_parser_does_not_load_torch():
+    """``diffusionseg --help`` and every argparse error answer at once: building the parser reads the
+    defaults from the torch-free options modules and the vocabulary, never from the training code."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from DiffusionSegLib.cli.main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'monai', 'SimpleITK') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.stdout.strip() == "[]", done.stdout
+

@@ -23,16 +23,17 @@ from DiffusionSegLib.cli.common import RuntimeOptions
 from DiffusionSegLib.cli.main import build_parser
 from DiffusionSegLib.curve.options import CurveOptions
 from DiffusionSegLib.demo.options import DemoOptions
+from DiffusionSegLib.diffusion.options import SampleOptions
 from DiffusionSegLib.finetune.options import FinetuneOptions
 from DiffusionSegLib.predict.options import PredictOptions
 from DiffusionSegLib.pretrain.options import PretrainOptions
 from DiffusionSegLib.suggest.options import SuggestOptions
 from DiffusionSegLib.synthesize.options import SelftrainOptions, SynthesizeOptions
 
-#: subcommand -> the Options classes its options map onto, searched in order. sample and
-#: evaluate pass plain arguments to their work (RuntimeOptions: their shared options only).
+#: subcommand -> the Options classes its options map onto, searched in order. evaluate passes
+#: plain arguments to its work (RuntimeOptions: its shared options only).
 OPTIONS = {
-    "pretrain": (PretrainOptions,), "sample": (RuntimeOptions,), "finetune": (FinetuneOptions,),
+    "pretrain": (PretrainOptions,), "sample": (SampleOptions,), "finetune": (FinetuneOptions,),
     "synthesize": (SynthesizeOptions,), "selftrain": (SelftrainOptions, FinetuneOptions),
     "predict": (PredictOptions,), "evaluate": (RuntimeOptions,), "suggest": (SuggestOptions,),
     "curve": (CurveOptions,), "bpr train": (BprOptions,), "bpr predict": (BprPredictOptions,),
