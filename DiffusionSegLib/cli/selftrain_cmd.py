@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..finetune.options import FinetuneOptions
-from ..synthesize.options import SelftrainOptions
+from ..synthesize.options import DEFAULT_MIN_CONFIDENCE, SelftrainOptions
 from ..vocabulary import CONFIDENCE_MEASURES
 from .common import add_runtime_options, defaults_of, positive_int
 from .finetune_cmd import add_finetune_options
@@ -26,8 +26,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--rounds", type=positive_int, default=default["rounds"],
                    help=f"pseudo-labeling rounds (default {default['rounds']})")
     p.add_argument("--min-confidence", type=float,
-                   help="keep a pseudo-label whose confidence is at least this (default 0.9 segmentation, "
-                        "0.7 landmarks)")
+                   help="keep a pseudo-label whose confidence is at least this (default "
+                        f"{DEFAULT_MIN_CONFIDENCE['segmentation']:g} segmentation, "
+                        f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks)")
     p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="as in `diffusionseg synthesize`")
     p.add_argument("--overlap", type=float, default=default["overlap"], help="sliding-window overlap (3D)")

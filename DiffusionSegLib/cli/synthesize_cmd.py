@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..synthesize.options import SynthesizeOptions
+from ..synthesize.options import DEFAULT_MIN_CONFIDENCE, SynthesizeOptions
 from ..vocabulary import CONFIDENCE_MEASURES
 from .common import add_runtime_options, defaults_of, positive_int
 
@@ -30,8 +30,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=default["batch_size"],
                    help=f"images drawn together (default {default['batch_size']})")
     p.add_argument("--min-confidence", type=float,
-                   help="keep a sample whose confidence is at least this (default 0.9 segmentation, "
-                        "0.7 landmarks: the smallest landmark's heatmap peak mass)")
+                   help="keep a sample whose confidence is at least this (default "
+                        f"{DEFAULT_MIN_CONFIDENCE['segmentation']:g} segmentation, "
+                        f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks: the smallest landmark's heatmap peak mass)")
     p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="segmentation: foreground (default; mean top class probability over the pixels "
                         "predicted as a class) or image (over all pixels); landmarks: peak")

@@ -29,12 +29,10 @@ from ..predict.confidence import landmark_confidence
 from ..predict.engine import LoadedModel
 from ..predict.run import predict_landmarks, segment
 from ..vocabulary import ConfidenceMeasure
+from .options import DEFAULT_MIN_CONFIDENCE, PSEUDO_LABEL_OVERLAP  # noqa: F401  (DEFAULT_MIN_CONFIDENCE imported from here too)
 
 SEGMENTATION_MEASURES = (ConfidenceMeasure.FOREGROUND.value, ConfidenceMeasure.IMAGE.value)
 LANDMARK_MEASURES = (ConfidenceMeasure.PEAK.value,)
-# Defaults from the measurement in docs/CLI.md (synthesize): on held-out phantoms with added noise, foreground
-# confidence >= 0.9 kept labels of mean Dice 0.90 (rejected 0.44); every landmark >= 0.7 kept MRE 13 mm (rejected 53).
-DEFAULT_MIN_CONFIDENCE = {"segmentation": 0.9, "landmarks": 0.7}
 
 
 @dataclass
@@ -63,7 +61,7 @@ def check_measure(kind: str, measure: str | None) -> str:
 
 
 def label_segmentation(model: LoadedModel, image: sitk.Image, measure: str = "foreground",
-                       overlap: float = 0.5) -> Labeled:
+                       overlap: float = PSEUDO_LABEL_OVERLAP) -> Labeled:
     """The label map of ``image`` and its confidence, exactly as ``diffusionseg predict`` makes them."""
     labelmap, figures = segment(model, image, overlap)
     usable = bool(sitk.GetArrayViewFromImage(labelmap).any())
@@ -72,7 +70,7 @@ def label_segmentation(model: LoadedModel, image: sitk.Image, measure: str = "fo
     return Labeled(labelmap, score, details, usable, "" if usable else "no foreground predicted")
 
 
-def label_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float, overlap: float = 0.5) -> Labeled:
+def label_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float, overlap: float = PSEUDO_LABEL_OVERLAP) -> Labeled:
     """The landmarks of ``image`` (as ``predict_landmarks`` places them) and the smallest peak mass."""
     landmarks = predict_landmarks(model, image, min_confidence, overlap)
     figures = landmark_confidence(landmarks.names, landmarks.confidence)
@@ -80,7 +78,7 @@ def label_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float
 
 
 def label_image(model: LoadedModel, image: sitk.Image, *, measure: str, min_confidence: float,
-                overlap: float = 0.5) -> Labeled:
+                overlap: float = PSEUDO_LABEL_OVERLAP) -> Labeled:
     if model.kind == "segmentation":
         return label_segmentation(model, image, measure, overlap)
     return label_landmarks(model, image, min_confidence, overlap)
