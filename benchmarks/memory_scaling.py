@@ -61,6 +61,15 @@ def make_pool(folder: Path, count: int, seed: int = 0) -> tuple[Path, Path]:
     return images, labels
 
 
+def first_files(source: Path, count: int, folder: Path) -> Path:
+    """``folder`` holding links to the first ``count`` PNGs of ``source`` (made once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.png"))[:count]:
+        if not (folder / path.name).exists():
+            os.symlink(path, folder / path.name)
+    return folder
+
+
 def run(command: list[str], threads: int) -> dict:
     """One ``diffusionseg`` process: wall seconds and peak RSS (MB), with the machine load around it.
     ``ru_maxrss`` of RUSAGE_CHILDREN is the largest child so far, so every measurement runs in its own
@@ -107,11 +116,7 @@ def main() -> None:
     for count in args.pretrain_counts:
         if any(r["images"] == count for r in report["pretrain"]):
             continue
-        subset = args.work / f"images-{count}"
-        subset.mkdir(parents=True, exist_ok=True)
-        for path in sorted(images.glob("*.png"))[:count]:
-            if not (subset / path.name).exists():
-                os.symlink(path, subset / path.name)
+        subset = first_files(images, count, args.work / f"images-{count}")
         record = run(["pretrain", "--images", str(subset), "--out", str(args.work / f"pre-{count}"), "--overwrite",
                       "--preset", "tiny", "--image-size", "128", "128", "--iterations", str(args.iterations),
                       "--batch-size", "8", "--checkpoint-every", str(args.iterations), "--device", "cpu",
@@ -122,11 +127,8 @@ def main() -> None:
               flush=True)
     model = args.work / "seg"
     train, train_labels = args.work / "train-images", args.work / "train-labels"
-    for folder, source in ((train, images), (train_labels, labels)):
-        folder.mkdir(parents=True, exist_ok=True)
-        for path in sorted(source.glob("*.png"))[:2]:
-            if not (folder / path.name).exists():
-                os.symlink(path, folder / path.name)
+    first_files(images, 2, train)
+    first_files(labels, 2, train_labels)
     subprocess.run([sys.executable, "-m", "DiffusionSegLib", "finetune", "--task", "segmentation", "--pretrained",
                     str(args.work / f"pre-{args.pretrain_counts[0]}"), "--images", str(train), "--labels", str(train_labels),
                     "--classes", "blob", "--out", str(model), "--overwrite", "--iterations", "5", "--device", "cpu",
@@ -135,11 +137,7 @@ def main() -> None:
     for count in args.predict_counts:
         if any(r["cases"] == count for r in report["predict"]):
             continue
-        subset = args.work / f"images-{count}"
-        subset.mkdir(parents=True, exist_ok=True)
-        for path in sorted(images.glob("*.png"))[:count]:
-            if not (subset / path.name).exists():
-                os.symlink(path, subset / path.name)
+        subset = first_files(images, count, args.work / f"images-{count}")
         out = args.work / f"pred-{count}"
         shutil.rmtree(out, ignore_errors=True)   # predict refuses to mix its output with an earlier run's
         record = run(["predict", "--model", str(model), "--images", str(subset), "--out", str(out),

@@ -6,10 +6,10 @@ import argparse
 import json
 
 from ..finetune.options import FinetuneOptions
-from ..synthesize.options import DEFAULT_MIN_CONFIDENCE, SelftrainOptions
-from ..vocabulary import CONFIDENCE_MEASURES
+from ..synthesize.options import SelftrainOptions
 from .common import add_runtime_options, defaults_of, positive_int
 from .finetune_cmd import add_finetune_options
+from .synthesize_cmd import add_pseudo_label_options
 
 
 def add_parser(subparsers) -> None:
@@ -25,13 +25,7 @@ def add_parser(subparsers) -> None:
     default = defaults_of(SelftrainOptions)
     p.add_argument("--rounds", type=positive_int, default=default["rounds"],
                    help=f"pseudo-labeling rounds (default {default['rounds']})")
-    p.add_argument("--min-confidence", type=float,
-                   help="keep a pseudo-label whose confidence is at least this (default "
-                        f"{DEFAULT_MIN_CONFIDENCE['segmentation']:g} segmentation, "
-                        f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks)")
-    p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
-                   help="as in `diffusionseg synthesize`")
-    p.add_argument("--overlap", type=float, default=default["overlap"], help="sliding-window overlap (3D)")
+    add_pseudo_label_options(p, "an unlabeled image", default["overlap"])
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
     add_runtime_options(p, FinetuneOptions)
     # Fine-tuning options selftrain does not offer: every round fine-tunes the whole U-Net.

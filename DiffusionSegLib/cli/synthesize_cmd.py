@@ -29,18 +29,24 @@ def add_parser(subparsers) -> None:
                    help=f"DDIM denoising steps per image (default {default['steps']})")
     p.add_argument("--batch-size", type=positive_int, default=default["batch_size"],
                    help=f"images drawn together (default {default['batch_size']})")
+    add_pseudo_label_options(p, "a drawn sample", default["overlap"])
+    p.add_argument("--no-rejected", dest="keep_rejected", action="store_false",
+                   help="do not write the rejected samples to OUT/rejected (the report still lists them)")
+    add_runtime_options(p, SynthesizeOptions)
+    p.set_defaults(run=run)
+
+
+def add_pseudo_label_options(p: argparse.ArgumentParser, what: str, overlap: float) -> None:
+    """--min-confidence, --confidence-measure and --overlap: how a model's label of an image (a drawn
+    sample or a real unlabeled image) is made and kept; synthesize and selftrain share them."""
     p.add_argument("--min-confidence", type=float,
-                   help="keep a sample whose confidence is at least this (default "
+                   help=f"keep {what}'s label when its confidence is at least this (default "
                         f"{DEFAULT_MIN_CONFIDENCE['segmentation']:g} segmentation, "
                         f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks: the smallest landmark's heatmap peak mass)")
     p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="segmentation: foreground (default; mean top class probability over the pixels "
                         "predicted as a class) or image (over all pixels); landmarks: peak")
-    p.add_argument("--no-rejected", dest="keep_rejected", action="store_false",
-                   help="do not write the rejected samples to OUT/rejected (the report still lists them)")
-    p.add_argument("--overlap", type=float, default=default["overlap"], help="sliding-window overlap (3D)")
-    add_runtime_options(p, SynthesizeOptions)
-    p.set_defaults(run=run)
+    p.add_argument("--overlap", type=float, default=overlap, help="sliding-window overlap (3D)")
 
 
 def run(args: argparse.Namespace) -> int:
