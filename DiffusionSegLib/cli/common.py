@@ -51,6 +51,12 @@ def add_runtime_options(parser: argparse.ArgumentParser, options: type) -> None:
     parser.add_argument("--seed", type=int, default=runtime_default(options, "seed"))
 
 
+def add_fast_option(parser: argparse.ArgumentParser, options: type) -> None:
+    """--fast (nets/fast.py), with the default of the dataclass ``options``."""
+    parser.add_argument("--fast", action="store_true", default=defaults_of(options)["fast"],
+                        help="mixed precision (bf16 also on a CPU), channels-last and torch.compile: for a GPU")
+
+
 def add_device_option(parser: argparse.ArgumentParser, options: type) -> None:
     parser.add_argument("--device", default=runtime_default(options, "device"),
                         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..finetune.options import FinetuneOptions
 from ..nets.presets import PRESETS
 from ..vocabulary import AUGMENTATIONS, AUTO_MODALITIES, FINETUNE_MODES, TASKS, Augmentation
-from .common import add_runtime_options, defaults_of, positive_int
+from .common import add_fast_option, add_runtime_options, defaults_of, positive_int
 
 
 def names(text: str) -> list[str]:
@@ -36,6 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out from its last complete checkpoint")
+    add_fast_option(p, FinetuneOptions)
     add_runtime_options(p, FinetuneOptions)
     p.set_defaults(run=run)
 
@@ -107,7 +108,7 @@ def finetune_options(args: argparse.Namespace):
         coordinates=args.coordinates, mode=args.mode, probe_timesteps=args.probe_timesteps,
         noise_seed=args.noise_seed, mlp_members=args.mlp_members, extra=list(args.extra),
         extra_weight=args.extra_weight, checkpoint_every=args.checkpoint_every, overwrite=args.overwrite,
-        seed=args.seed, device=args.device, precision=args.precision, workers=args.workers, progress=args.progress)
+        seed=args.seed, device=args.device, precision=args.precision, fast=args.fast, workers=args.workers, progress=args.progress)
     return opts
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..predict.defaults import MAX_WINDOW_VOXELS
 from ..predict.options import PredictOptions
-from .common import add_runtime_options, defaults_of
+from .common import add_fast_option, add_runtime_options, defaults_of
 
 
 def formats(text: str) -> list[str]:
@@ -33,8 +33,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--window-voxels", dest="max_window_voxels", type=int, default=default["max_window_voxels"],
                    help="let sliding windows grow past the training patch up to this many voxels (e.g. "
                         f"{MAX_WINDOW_VOXELS}): faster, but the output changes; default (or 0) the training patch")
-    p.add_argument("--fast", action="store_true",
-                   help="mixed precision (bf16 also on a CPU), channels-last and torch.compile: for a GPU")
+    add_fast_option(p, PredictOptions)
     add_runtime_options(p, PredictOptions)
     p.set_defaults(run=run)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..nets.presets import PRESETS
 from ..pretrain.options import PretrainOptions
 from ..vocabulary import AUTO_MODALITIES, OBJECTIVES, SCHEDULES
-from .common import add_runtime_options, defaults_of, positive_int
+from .common import add_fast_option, add_runtime_options, defaults_of, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -45,6 +45,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, help="data loading processes (default 0 on the CPU, 4 on a GPU)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
+    add_fast_option(p, PretrainOptions)
     add_runtime_options(p, PretrainOptions)
     p.set_defaults(run=run)
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         coordinates=args.coordinates,
         timesteps=args.timesteps, schedule=args.schedule, ema_decay=args.ema_decay,
         checkpoint_every=args.checkpoint_every, augment=args.augment, resume=args.resume, overwrite=args.overwrite,
-        seed=args.seed, device=args.device, precision=args.precision, workers=args.workers, progress=args.progress,
+        seed=args.seed, device=args.device, precision=args.precision, fast=args.fast, workers=args.workers, progress=args.progress,
         objective=args.objective)
     summary = pretrain(opts)
     if args.progress != "json":

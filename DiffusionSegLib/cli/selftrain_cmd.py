@@ -7,7 +7,7 @@ import json
 
 from ..finetune.options import FinetuneOptions
 from ..synthesize.options import SelftrainOptions
-from .common import add_runtime_options, defaults_of, positive_int
+from .common import add_fast_option, add_runtime_options, defaults_of, positive_int
 from .finetune_cmd import add_finetune_options
 from .synthesize_cmd import add_pseudo_label_options
 
@@ -27,6 +27,7 @@ def add_parser(subparsers) -> None:
                    help=f"pseudo-labeling rounds (default {default['rounds']})")
     add_pseudo_label_options(p, "an unlabeled image", default["overlap"])
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
+    add_fast_option(p, FinetuneOptions)
     add_runtime_options(p, FinetuneOptions)
     # Fine-tuning options selftrain does not offer: every round fine-tunes the whole U-Net.
     finetune = defaults_of(FinetuneOptions)

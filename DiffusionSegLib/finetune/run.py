@@ -19,6 +19,7 @@ from ..imageio.verify import verify_images
 from ..labels import class_names_from, is_seg_nrrd
 from ..landmarks import read_landmarks
 from ..nets import NetworkConfig, build_unet, check_fits, network_config
+from ..nets.fast import FastOptions
 from ..probe import build_probe_network
 from ..probe.network import DEFAULT_TIMESTEPS
 from ..project import DEFAULT_COLORS
@@ -146,7 +147,8 @@ def finetune(opts: FinetuneOptions) -> dict:
         raise UserError("the pixel-MLP ensemble (--mode mlp) classifies pixels: it is for segmentation only.",
                         fix="use --mode probe or --mode full for landmarks.")
     opts.out = Path(opts.out)
-    with training_runtime("finetune", opts.out, opts.device, opts.precision, opts.progress) as (
+    fast = FastOptions.choose(opts.fast)
+    with training_runtime("finetune", opts.out, opts.device, fast.precision(opts.precision), opts.progress) as (
             reporter, ctx, guard, device, precision):
         suffixes = SEGMENTATION_SUFFIXES if opts.task == "segmentation" else LANDMARK_SUFFIXES
         cases = labeled_cases(opts.images, opts.annotations, suffixes)
@@ -241,7 +243,8 @@ def finetune(opts: FinetuneOptions) -> dict:
 
         summary = train(model=model, loss_fn=loss_fn, make_batches=make_batches, settings=settings,
                         out_dir=opts.out, run_dir=run_dir, make_config=make_config, ctx=ctx, device=device,
-                        precision=precision, reporter=reporter, resume=opts.resume, batch_images=opts.batch_size)
+                        precision=precision, reporter=reporter, resume=opts.resume, batch_images=opts.batch_size,
+                        fast=fast, dims=dims)
         summary.update(out=str(opts.out), cases=len(cases), task=task.kind,
                        **({"extra_cases": len(extras)} if extras else {}))
         reporter.done(**summary)

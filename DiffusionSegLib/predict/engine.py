@@ -13,12 +13,12 @@ from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..nets.fixed_timestep import FixedTimestepUNet
 from ..nets import NetworkConfig, build_unet
+from ..nets.fast import FastOptions
 from ..probe import build_probe_network
 from ..modelconfig import TASK_KINDS, ModelConfig
 from ..training.checkpoint import fit_weights, load_model_config, load_weights
 from ..training.device import Precision, choose_device
 from .defaults import CPU_WINDOWS_PER_CALL, DEFAULT_OVERLAP, GPU_WINDOWS_PER_CALL
-from .fast import FastOptions
 from .windows import blended_slabs, inference_window
 
 
@@ -45,7 +45,7 @@ def load_task_model(model_dir: Path, device: str = "auto", precision: str = "aut
                     ) -> LoadedModel:
     """A fine-tuned model ready for inference (weights from safetensors, never pickle).
 
-    ``fast``: mixed precision, channels-last and torch.compile (``predict/fast.py``).
+    ``fast``: mixed precision, channels-last and torch.compile (``nets/fast.py``).
     """
     config = load_model_config(model_dir)
     if config.kind not in TASK_KINDS:

@@ -24,7 +24,7 @@ class PredictOptions:
     min_confidence: float = 0.3
     overlap: float = DEFAULT_OVERLAP
     max_window_voxels: int | None = None   # None: windows of the training patch's size
-    fast: bool = False   # mixed precision, channels-last, torch.compile (predict/fast.py)
+    fast: bool = False   # mixed precision, channels-last, torch.compile (nets/fast.py)
     device: str = "auto"
     precision: Annotated[str, PRECISIONS] = Precision.AUTO.value
     progress: Annotated[str, PROGRESS_MODES] = Progress.BAR.value

@@ -43,6 +43,7 @@ class PretrainOptions:
     seed: int = 0
     device: str = "auto"
     precision: Annotated[str, PRECISIONS] = Precision.AUTO.value
+    fast: bool = False                  # channels-last, torch.compile, bf16 also on a CPU (nets/fast.py)
     workers: int | None = None
     progress: Annotated[str, PROGRESS_MODES] = Progress.BAR.value
     objective: Annotated[str, OBJECTIVES] = Objective.DDPM.value   # 'masked': the masked-image-modelling baseline

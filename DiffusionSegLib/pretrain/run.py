@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..imageio import check_same_dims, list_images
 from ..imageio.verify import verify_images
 from ..nets import NetworkConfig, build_unet, network_config
+from ..nets.fast import FastOptions
 from ..training.checkpoint import STATE_NAME, load_model_config
 from ..training.distributed import rank_share
 from ..training.guard import prepare_out_dir
@@ -37,7 +38,8 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
         the run's summary (steps, seconds, images per second, final loss, peak memory).
     """
     opts.out = Path(opts.out)
-    with training_runtime("pretrain", opts.out, opts.device, opts.precision, opts.progress) as (
+    fast = FastOptions.choose(opts.fast)
+    with training_runtime("pretrain", opts.out, opts.device, fast.precision(opts.precision), opts.progress) as (
             reporter, ctx, guard, device, precision):
         paths = list_images(opts.images)
         dims = check_same_dims(paths)
@@ -123,7 +125,8 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
 
         summary = train(model=model, loss_fn=loss_fn, make_batches=make_batches, settings=settings,
                         out_dir=opts.out, run_dir=run_dir, make_config=make_config, ctx=ctx, device=device,
-                        precision=precision, reporter=reporter, resume=opts.resume, batch_images=opts.batch_size)
+                        precision=precision, reporter=reporter, resume=opts.resume, batch_images=opts.batch_size,
+                        fast=fast, dims=dims)
         if trained is not None:
             trained.append(model)
         summary.update(out=str(opts.out), device=str(device), precision=precision.name, world_size=ctx.world_size)

@@ -23,6 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import UserError
+from ..nets.fast import FastOptions
 from .checkpoint import load_training_state, save_model, save_training_state
 from .curves import LossLog
 from .device import Precision
@@ -71,7 +72,7 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
           settings: LoopSettings, out_dir: Path, run_dir: Path,
           make_config: Callable[[int, dict[str, torch.Tensor]], dict],
           ctx: DistContext, device: torch.device, precision: Precision, reporter: Reporter,
-          resume: bool, batch_images: int) -> dict:
+          resume: bool, batch_images: int, fast: FastOptions = FastOptions(), dims: int = 2) -> dict:
     """Train ``model`` for ``settings.total_steps`` steps and keep its checkpoints in ``out_dir``.
 
     Args:
@@ -83,10 +84,14 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
         run_dir: where events.jsonl, loss.csv and loss.png go.
         resume: continue from ``out_dir/training_state.safetensors``.
         batch_images: images per step over all ranks (for the throughput figure).
+        fast: channels-last and torch.compile of the forward and backward (nets/fast.py; its mixed
+            precision is already in ``precision``); ``dims``: the images' spatial dimensions.
     Returns:
         summary: steps, seconds, images per second, final loss, peak memory.
     """
     model.to(device)
+    if fast.channels_last:   # in place, before the optimiser and the EMA copy the parameters
+        model.to(memory_format=fast.memory_format(dims))
     opt_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scaler = precision.grad_scaler()
@@ -108,6 +113,8 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
     net: torch.nn.Module = model
     if ctx.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if fast.compile:   # around DDP, as PyTorch recommends, so its gradient hooks stay outside the graph
+        net = FastOptions(compile=True).prepare(net, dims)
 
     def checkpoint(step: int) -> None:
         if ctx.is_main:
@@ -133,7 +140,7 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
             lr = settings.lr_at(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = {k: fast.inputs(v.to(device, non_blocking=True)) for k, v in batch.items()}
             with precision.autocast():
                 loss = loss_fn(net, batch, step_generator(settings.seed, step, ctx.rank))
             if not torch.isfinite(loss):

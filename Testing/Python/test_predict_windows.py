@@ -123,7 +123,7 @@ def test_fast_options_run_on_the_cpu(dims, monkeypatch):
     """--fast (bf16 autocast, channels-last, torch.compile) runs the same network to nearly the same output."""
     from DiffusionSegLib.nets import FixedTimestepUNet
     from DiffusionSegLib.nets import build_unet, network_config
-    from DiffusionSegLib.predict import fast
+    from DiffusionSegLib.nets import fast
 
     monkeypatch.setattr(fast, "COMPILE_BACKEND", "eager")   # the compile path without a C++ build
     options = fast.FastOptions.choose(True)
@@ -149,7 +149,7 @@ def test_predict_fast_and_grown_windows_end_to_end(tmp_path, monkeypatch):
     """`predict --fast` and `--window-voxels` through the whole path: a label map on the image's grid
     and the same labels (nearly) as the plain path."""
     from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
-    from DiffusionSegLib.predict import fast
+    from DiffusionSegLib.nets import fast
     from DiffusionSegLib.predict.run import PredictOptions, predict
     from DiffusionSegLib.sample_data import generate_sample_dataset
 

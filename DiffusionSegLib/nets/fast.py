@@ -1,17 +1,18 @@
-"""``--fast``: the GPU speed options of prediction, behind one switch.
+"""``--fast``: the GPU speed options of prediction and training, behind one switch.
 
 - Mixed precision: with ``--precision auto`` a GPU already runs bf16 (fp16 where bf16 is
   missing, see ``training/device.py``); ``--fast`` asks for it on a CPU too (bf16), where
   it is off by default because it is slower than fp32 on most CPUs.
 - Channels-last memory format (``channels_last`` / ``channels_last_3d``) for the network
   and every input: what cuDNN's tensor-core convolutions want.
-- ``torch.compile`` of the network. Every call has the same shape (the sliding-window
-  batches are filled up, ``windows.blended_slabs``), so it compiles once per image size
-  and the compiled graph can be captured as a CUDA graph (mode ``max-autotune-no-cudagraphs``
-  is not used: the default mode lets inductor choose).
+- ``torch.compile`` of the network. Every call has the same shape (prediction fills up its
+  sliding-window batches, ``predict/windows.blended_slabs``; training draws fixed-size crops
+  in fixed-size batches), so it compiles once and the compiled graph can be captured as a
+  CUDA graph (mode ``max-autotune-no-cudagraphs`` is not used: the default mode lets
+  inductor choose).
 
 Each option runs on a CPU too, so tests cover the code path; whether it pays on a given
-GPU is for ``benchmarks/flops.py`` run there.
+machine is for ``benchmarks/flops.py`` run there.
 """
 
 from __future__ import annotations
@@ -47,9 +48,17 @@ class FastOptions:
         return torch.channels_last if dims == 2 else torch.channels_last_3d
 
     def prepare(self, network: torch.nn.Module, dims: int) -> torch.nn.Module:
-        """``network`` (on its device, in eval mode) in this memory format, compiled if asked."""
+        """``network`` (on its device) in this memory format, compiled if asked. The parameters are
+        converted in place; the compiled wrapper shares them, so the optimiser, the EMA and the
+        checkpoints keep working on ``network`` itself (its state_dict has no ``_orig_mod.`` keys)."""
         if self.channels_last:
             network = network.to(memory_format=self.memory_format(dims))
         if self.compile:
             network = torch.compile(network, backend=COMPILE_BACKEND, dynamic=False)
         return network
+
+    def inputs(self, tensor: torch.Tensor) -> torch.Tensor:
+        """An image batch ``(N, C, *S)`` in this memory format (other tensors unchanged)."""
+        if not self.channels_last or not tensor.is_floating_point() or tensor.dim() not in (4, 5):
+            return tensor
+        return tensor.contiguous(memory_format=self.memory_format(tensor.dim() - 2))
