@@ -27,6 +27,11 @@ The machine load (``os.getloadavg``) is recorded with every measurement: another
 the same cores lowers both the peaks and the achieved figures.
 
     OMP_NUM_THREADS=1 python benchmarks/flops.py --threads 1 --out benchmarks/results/performance/flops_cpu_t1.json
+    OMP_NUM_THREADS=1 python benchmarks/flops.py --threads 1 --fast --out .../flops_cpu_t1_fast.json   # --fast
+
+``--fast`` times the networks as ``pretrain --fast`` and ``predict --fast`` run them (nets/fast.py:
+channels-last, torch.compile with inductor, bf16 autocast); the FLOPs are still counted on the
+plain fp32 network (the same arithmetic), so GFLOP/s compare directly with a plain run's.
     python benchmarks/flops.py --quick --out /tmp/flops_quick.json     # tiny sizes, seconds
 """
 
@@ -131,8 +136,25 @@ def timed(fn, warmup: int, steps: int) -> list[float]:
     return times
 
 
-def training_step(preset: str, shape: tuple[int, ...], batch: int):
-    """``() -> None``: one step of the pretraining loop on random images ``(batch, 1, *shape)``."""
+def fast_options(fast: bool):
+    from DiffusionSegLib.nets.fast import FastOptions
+
+    return FastOptions.choose(fast)
+
+
+def autocast(fast: bool):
+    """The forward's autocast as ``Precision`` makes it: bf16 with --fast, else none (fp32 on the CPU)."""
+    import contextlib
+
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if fast else contextlib.nullcontext()
+
+
+def training_step(preset: str, shape: tuple[int, ...], batch: int, fast: bool = False):
+    """``(count, timed)``: ``() -> None`` calls of one step of the pretraining loop on random images
+    ``(batch, 1, *shape)``; ``count`` on the plain network (for the FLOP counter), ``timed`` as
+    ``training/loop.py`` runs it (with ``fast``: channels-last, compiled, bf16)."""
     import torch
 
     from DiffusionSegLib.diffusion import DiffusionConfig, ddpm_loss, make_scheduler
@@ -140,6 +162,7 @@ def training_step(preset: str, shape: tuple[int, ...], batch: int):
     from DiffusionSegLib.training.ema import EMA
 
     torch.manual_seed(0)
+    options = fast_options(fast)
     model = build_unet(network_config(preset, len(shape))).train()
     scheduler = make_scheduler(DiffusionConfig())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
@@ -147,21 +170,29 @@ def training_step(preset: str, shape: tuple[int, ...], batch: int):
     images = torch.rand(batch, 1, *shape) * 2 - 1
     state = {"step": 0}
 
-    def step() -> None:
-        i = state["step"]
-        loss = ddpm_loss(model, scheduler, images, torch.arange(batch) + i * batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        ema.update(model, i)
-        state["step"] = i + 1
+    def make(net, x, precision):
+        def step() -> None:
+            i = state["step"]
+            with precision:
+                loss = ddpm_loss(net, scheduler, x, torch.arange(batch) + i * batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            ema.update(model, i)
+            state["step"] = i + 1
+        return step
 
-    return step, sum(p.numel() for p in model.parameters())
+    count = make(model, images, autocast(False))
+    if not fast:
+        return count, count, sum(p.numel() for p in model.parameters())
+    timed_net = options.prepare(model, len(shape))   # channels-last in place, then compiled
+    return count, make(timed_net, options.inputs(images), autocast(True)), sum(p.numel() for p in model.parameters())
 
 
-def prediction_forward(preset: str, shape: tuple[int, ...], batch: int, classes: int = 3):
-    """``() -> None``: the fine-tuned network's forward on ``(batch, 1, *shape)``."""
+def prediction_forward(preset: str, shape: tuple[int, ...], batch: int, classes: int = 3, fast: bool = False):
+    """``(count, timed)``: the fine-tuned network's forward on ``(batch, 1, *shape)``, plain and as
+    ``predict`` runs it (with ``fast``: channels-last, compiled, bf16)."""
     import torch
 
     from DiffusionSegLib.nets import FixedTimestepUNet, build_unet, network_config
@@ -170,25 +201,35 @@ def prediction_forward(preset: str, shape: tuple[int, ...], batch: int, classes:
     net = FixedTimestepUNet(build_unet(network_config(preset, len(shape), out_channels=classes)), 10).eval()
     image = torch.rand(batch, 1, *shape) * 2 - 1
 
-    @torch.no_grad()
-    def forward() -> None:
-        net(image)
+    def make(module, x, precision):
+        @torch.no_grad()
+        def forward() -> None:
+            with precision:
+                module(x)
+        return forward
 
-    return forward
+    count = make(net, image, autocast(False))
+    if not fast:
+        return count, count
+    options = fast_options(True)
+    return count, make(options.prepare(net, len(shape)), options.inputs(image), autocast(True))
 
 
-def measure(preset: str, size: tuple[int, ...], batch: int, warmup: int, steps: int) -> dict:
+def measure(preset: str, size: tuple[int, ...], batch: int, warmup: int, steps: int, fast: bool = False) -> dict:
     """Training and prediction figures of one configuration (see the module docstring)."""
     shape = tuple(reversed(size))  # numpy order (H, W) or (D, H, W)
     record = {"preset": preset, "dims": len(size), "size_xyz": list(size), "size_numpy_order": list(shape),
               "batch": batch}
-    step, parameters = training_step(preset, shape, batch)
+    step_count, step, parameters = training_step(preset, shape, batch, fast)
     record["parameters_m"] = round(parameters / 1e6, 3)
     windows = CPU_WINDOWS_PER_CALL if len(shape) == 3 else 1
-    forward = prediction_forward(preset, shape, windows)
-    for name, fn, images in (("train", step, batch), ("predict", forward, windows)):
-        flops = count_flops(fn)
+    forward_count, forward = prediction_forward(preset, shape, windows, fast=fast)
+    for name, count, fn, images in (("train", step_count, step, batch), ("predict", forward_count, forward, windows)):
+        flops = count_flops(count)
         load_before = machine_load()
+        t0 = time.perf_counter()
+        fn()   # the first call compiles with --fast: timed apart, it is paid once per run
+        record[f"{name}_first_call_seconds"] = round(time.perf_counter() - t0, 2)
         times = timed(fn, warmup, steps)
         seconds = statistics.median(times)
         gflops = flops / seconds / 1e9
@@ -229,6 +270,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--presets", nargs="*", default=None, help="only these presets")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and a small peak matmul: a test, seconds")
+    parser.add_argument("--fast", action="store_true",
+                        help="time the networks as --fast runs them (channels-last, torch.compile, bf16)")
     args = parser.parse_args()
 
     import torch
@@ -247,7 +290,7 @@ def main() -> None:
     measured = [peaks(peak_size)]
     records = []
     for preset, size, batch in configs:
-        records.append(measure(preset, size, batch, args.warmup, args.steps))
+        records.append(measure(preset, size, batch, args.warmup, args.steps, args.fast))
         print(json.dumps(records[-1]), flush=True)
     measured.append(peaks(peak_size))
     peak = {k: max(m[k] for m in measured) for k in ("matmul", "conv")}
@@ -256,7 +299,8 @@ def main() -> None:
             r[part]["share_of_peak"] = {k: round(r[part]["gflops"] / v, 4) for k, v in peak.items()}
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "started": started,
               "wall_seconds": round(time.monotonic() - t0, 1), "quick": args.quick,
-              "threads": torch.get_num_threads(), "device": "cpu", "precision": "fp32",
+              "threads": torch.get_num_threads(), "device": "cpu",
+              "precision": "bf16 autocast" if args.fast else "fp32", "fast": args.fast,
               "peak_gflops": peak, "peak_measurements": measured, "provenance": provenance(),
               "load_at_end": machine_load(), "records": records}
     args.out.parent.mkdir(parents=True, exist_ok=True)
