@@ -108,7 +108,8 @@ def finetune_options(args: argparse.Namespace):
         coordinates=args.coordinates, mode=args.mode, probe_timesteps=args.probe_timesteps,
         noise_seed=args.noise_seed, mlp_members=args.mlp_members, extra=list(args.extra),
         extra_weight=args.extra_weight, checkpoint_every=args.checkpoint_every, overwrite=args.overwrite,
-        seed=args.seed, device=args.device, precision=args.precision, fast=args.fast, workers=args.workers, progress=args.progress)
+        seed=args.seed, device=args.device, precision=args.precision, fast=args.fast, workers=args.workers,
+        progress=args.progress)
     return opts
 
 

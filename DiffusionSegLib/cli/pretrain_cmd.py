@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         coordinates=args.coordinates,
         timesteps=args.timesteps, schedule=args.schedule, ema_decay=args.ema_decay,
         checkpoint_every=args.checkpoint_every, augment=args.augment, resume=args.resume, overwrite=args.overwrite,
-        seed=args.seed, device=args.device, precision=args.precision, fast=args.fast, workers=args.workers, progress=args.progress,
+        seed=args.seed, device=args.device, precision=args.precision, fast=args.fast, workers=args.workers,
+        progress=args.progress,
         objective=args.objective)
     summary = pretrain(opts)
     if args.progress != "json":

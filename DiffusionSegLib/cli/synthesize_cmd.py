@@ -42,7 +42,8 @@ def add_pseudo_label_options(p: argparse.ArgumentParser, what: str, overlap: flo
     p.add_argument("--min-confidence", type=float,
                    help=f"keep {what}'s label when its confidence is at least this (default "
                         f"{DEFAULT_MIN_CONFIDENCE['segmentation']:g} segmentation, "
-                        f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks: the smallest landmark's heatmap peak mass)")
+                        f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks: the smallest landmark's heatmap "
+                        "peak mass)")
     p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="segmentation: foreground (default; mean top class probability over the pixels "
                         "predicted as a class) or image (over all pixels); landmarks: peak")
