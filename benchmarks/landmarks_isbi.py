@@ -30,7 +30,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
     apply_quick, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, table)
+from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
+from benchmarks.sequential import add_sequential_arguments  # noqa: E402
 from DiffusionSegLib.evaluation.landmarks import evaluate_landmarks  # noqa: E402
 from DiffusionSegLib.finetune.cases import LANDMARK_SUFFIXES, annotation_files  # noqa: E402
 from DiffusionSegLib.finetune.tasks import LandmarkTask  # noqa: E402
@@ -55,9 +57,11 @@ def landmark_task(marks: Path, sigma_mm: float) -> LandmarkTask:
     return LandmarkTask(names=list(dict.fromkeys(names)), sigma_mm=sigma_mm)
 
 
-def run_one(args, method: str, n: int, seed: int, train: list[str], scored: dict[str, Path], variant: dict) -> dict:
-    """Train on N drawn training images; the headline numbers are on the first scored set (test1, or validation)."""
-    chosen = draw_cases(train, n, seed)
+def run_one(args, method: str, n: int, seed: int, train: list[str], scored: dict[str, Path], variant: dict,
+            cases: list[str] | None = None, keep: Path | None = None) -> dict:
+    """Train on N drawn training images (or on ``cases``); the headline numbers are on the first scored set
+    (test1, or validation); ``keep``: Run.record's."""
+    chosen = draw_cases(train, n, seed) if cases is None else cases
     run = Run(args, method, n, seed, variant)
     marks = link_subset(chosen, args.data / "landmarks", run.folder / "landmarks", ".mrk.json")
     run.train(args.data / "images", marks, {"task": "landmarks", "sigma_mm": args.sigma_mm},
@@ -65,7 +69,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], scored: dict
     scores = {name: _scores(run.predict(images, run.folder / f"pred-{name}"), args.data)
               for name, images in scored.items()}
     first = scores[next(iter(scored))]
-    return run.record(chosen, {**first, "splits": scores}, first["n_cases"])
+    return run.record(chosen, {**first, "splits": scores}, first["n_cases"], keep)
 
 
 def main() -> None:
@@ -78,13 +82,25 @@ def main() -> None:
     p.add_argument("--sigma-mm", type=float, default=3.0)
     p.add_argument("--test-splits", nargs="+", default=["test1", "test2"],
                    help="scored splits; the first gives the headline numbers")
+    add_sequential_arguments(p)
     args = p.parse_args()
     apply_quick(args, {"ns": [5, 25], "seeds": [0], "iterations": [150], "test_limit": 30, "image_size": [64, 80],
                        "test_splits": ["test1"]})
+    if args.sequential:
+        apply_quick(args, sequential.QUICK)
     check_inputs(args, "ISBI")
     split = splits(args.data)
     train, scored_cases, scored = scored_sets(split["train"], {name: split[name] for name in args.test_splits}, args,
                                               args.data / "images", ".nrrd")
+    if args.sequential:
+        dataset = sequential.Dataset(
+            run_one=lambda n, seed, variant, chosen, keep: run_one(args, "ddpm", n, seed, train, scored, variant,
+                                                                   chosen, keep),
+            pool=train, pool_images=link_subset(train, args.data / "images", args.work / "pool-images", ".nrrd"),
+            annotations=(args.data / "landmarks", ".mrk.json"), task="landmarks", metric="mre_mm",
+            higher_is_better=False, scored_cases=len(next(iter(scored_cases.values()))))
+        print(sequential.run(args, dataset, variants_for(args), lambda path: open_report(path, args)))
+        return
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), **{name: len(cases) for name, cases in scored_cases.items()}}

@@ -182,8 +182,12 @@ class Run:
                                    progress="none"))
         return out
 
-    def record(self, cases: list[str], scores: dict, test_cases: int) -> dict:
-        """The record of this run (``scores``: the benchmark's metrics); the work folder is removed."""
+    def record(self, cases: list[str], scores: dict, test_cases: int, keep: Path | None = None) -> dict:
+        """The record of this run (``scores``: the benchmark's metrics); the work folder is removed, its
+        fine-tuned model first copied to ``keep`` when given (benchmarks/sequential.py picks with it)."""
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(self.folder / "model", keep)
         args = self.args
         record = {"method": self.method, "n": self.n, "seed": self.seed, "cases": cases, **scores,
                   "finetune_seconds": round(self.train_seconds, 1),

@@ -44,7 +44,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
     apply_quick, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, split)
+from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Grid, Run, add_arguments, check_inputs, variants_for  # noqa: E402
+from benchmarks.sequential import add_sequential_arguments  # noqa: E402
 from benchmarks.report import HIPPOCAMPUS_CLASSES as CLASSES, hippocampus_tables  # noqa: E402
 from benchmarks.supervised_unet import segmentation_task  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
@@ -82,8 +84,10 @@ def method_options(args, method: str) -> dict:
     return options
 
 
-def run_one(args, method: str, n: int, seed: int, train: list[str], scored_images: Path, variant: dict) -> dict:
-    chosen = draw_cases(train, n, seed)
+def run_one(args, method: str, n: int, seed: int, train: list[str], scored_images: Path, variant: dict,
+            cases: list[str] | None = None, keep: Path | None = None) -> dict:
+    """One method on the draw ``seed`` of N training cases (or on ``cases``); ``keep``: Run.record's."""
+    chosen = draw_cases(train, n, seed) if cases is None else cases
     run = Run(args, method, n, seed, variant, Grid(spacing=args.spacing, patch_size=args.patch_size, modality="mri"))
     labels = link_subset(chosen, args.data / "labelsTr", run.folder / "labels", ".nii.gz")
     run.train(args.data / "imagesTr", labels,
@@ -94,7 +98,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], scored_image
     s = evaluate_segmentations(pred, args.data / "labelsTr", CLASSES)["summary"]
     return run.record(chosen, {"mean_dice": s["mean_dice"], "mIoU": s["mIoU"], "per_class": s["classes"],
                                **{f"dice_{c}": s["classes"][c]["dice"] for c in CLASSES},
-                               "predict_seconds_per_volume": round(predict_s, 3)}, s["n_cases"])
+                               "predict_seconds_per_volume": round(predict_s, 3)}, s["n_cases"], keep)
 
 
 def main() -> None:
@@ -113,14 +117,25 @@ def main() -> None:
     p.add_argument("--patch-size", type=int, nargs=3, default=[40, 56, 40],
                    help="fine-tuning patch (x y z) of every method: nearly a whole volume, as nnU-Net plans for "
                         "this task")
+    add_sequential_arguments(p)
     args = p.parse_args()
-    apply_quick(args, {"ns": [2, 10], "seeds": [0], "iterations": [40], "test_limit": 10})
+    apply_quick(args, sequential.QUICK if args.sequential else
+                {"ns": [2, 10], "seeds": [0], "iterations": [40], "test_limit": 10})
     check_inputs(args, "hippocampus")
     check_methods(args)
     cases = sorted(p.name[: -len(".nii.gz")] for p in (args.data / "labelsTr").glob("*.nii.gz"))
     train, test = split(cases)
     train, scored_cases, scored = scored_sets(train, {"test": test}, args, args.data / "imagesTr", ".nii.gz")
     (name, scored_images), = scored.items()
+    if args.sequential:
+        dataset = sequential.Dataset(
+            run_one=lambda n, seed, variant, chosen, keep: run_one(args, "ddpm", n, seed, train, scored_images,
+                                                                   variant, chosen, keep),
+            pool=train, pool_images=link_subset(train, args.data / "imagesTr", args.work / "pool-images", ".nii.gz"),
+            annotations=(args.data / "labelsTr", ".nii.gz"), task="segmentation", metric="mean_dice",
+            higher_is_better=True, scored_cases=len(scored_cases[name]))
+        print(sequential.run(args, dataset, variants_for(args), lambda path: open_report(path, args)))
+        return
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), name: len(scored_cases[name])}

@@ -27,7 +27,9 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
     apply_quick, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_split, table)
+from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
+from benchmarks.sequential import add_sequential_arguments  # noqa: E402
 from benchmarks.supervised_unet import segmentation_task  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.vocabulary import case_name  # noqa: E402
@@ -35,14 +37,16 @@ from DiffusionSegLib.vocabulary import case_name  # noqa: E402
 CLASSES = ["right_lung", "left_lung", "heart"]
 
 
-def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: Path, variant: dict) -> dict:
-    chosen = draw_cases(train, n, seed)
+def run_one(args, method: str, n: int, seed: int, train: list[str], test_images: Path, variant: dict,
+            cases: list[str] | None = None, keep: Path | None = None) -> dict:
+    """One method on the draw ``seed`` of N training cases (or on ``cases``); ``keep``: Run.record's."""
+    chosen = draw_cases(train, n, seed) if cases is None else cases
     run = Run(args, method, n, seed, variant)
     labels = link_subset(chosen, args.data / "labels", run.folder / "labels", ".png")
     run.train(args.data / "images", labels, {"task": "segmentation", "classes": CLASSES}, segmentation_task(CLASSES))
     s = evaluate_segmentations(run.predict(test_images, run.folder / "pred"), args.data / "labels", CLASSES)["summary"]
     return run.record(chosen, {"mIoU": s["mIoU"], "mean_dice": s["mean_dice"], "per_class": s["classes"]},
-                      s["n_cases"])
+                      s["n_cases"], keep)
 
 
 def main() -> None:
@@ -51,11 +55,22 @@ def main() -> None:
                   work=REPO / "benchmarks" / "work" / "segmentation", ns=[1, 2, 5, 10], iterations=[200],
                   image_size=[64, 64], protocol="jsrt_protocol", held_out_of="the TRAINING half (never the test half)",
                   quick="N = 1 and 10, one seed, 100 iterations, 40 test cases: under 10 minutes on 2 CPU cores")
+    add_sequential_arguments(p)
     args = p.parse_args()
-    apply_quick(args, {"ns": [1, 10], "seeds": [0], "iterations": [100], "test_limit": 40})
+    apply_quick(args, sequential.QUICK if args.sequential else
+                {"ns": [1, 10], "seeds": [0], "iterations": [100], "test_limit": 40})
     check_inputs(args, "JSRT")
     cases = sorted(case_name(p) for p in (args.data / "images").glob("*.png"))
     train, test, test_images = scored_split(cases, args, args.data / "images", ".png")
+    if args.sequential:
+        dataset = sequential.Dataset(
+            run_one=lambda n, seed, variant, chosen, keep: run_one(args, "ddpm", n, seed, train, test_images, variant,
+                                                                   chosen, keep),
+            pool=train, pool_images=link_subset(train, args.data / "images", args.work / "pool-images", ".png"),
+            annotations=(args.data / "labels", ".png"), task="segmentation", metric="mIoU", higher_is_better=True,
+            scale=100, scored_cases=len(test))
+        print(sequential.run(args, dataset, variants_for(args), lambda path: open_report(path, args)))
+        return
     json_path = args.out.with_suffix(".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), "test": len(test)}

@@ -40,7 +40,7 @@ from benchmarks.common import draw_cases, link_subset, pretraining_record, score
 from DiffusionSegLib.atomic import write_json_atomic  # noqa: E402
 from DiffusionSegLib.imageio import list_images, resample_to_size  # noqa: E402
 from DiffusionSegLib.suggest import select  # noqa: E402
-from DiffusionSegLib.vocabulary import case_name  # noqa: E402
+from DiffusionSegLib.vocabulary import AUGMENTATIONS, case_name  # noqa: E402
 from DiffusionSegLib.suggest.cache import weights_sha256  # noqa: E402
 from DiffusionSegLib.suggest.features import load_extractor  # noqa: E402
 from DiffusionSegLib.suggest.run import SuggestOptions, open_cache, pool_features, suggest  # noqa: E402
@@ -108,9 +108,8 @@ def miou_runs(args, report: dict, train: list[str], train_images: Path) -> None:
                                device=args.device, settings=None, validate=None, test_limit=args.test_limit,
                                work=args.work / "seg")
     _, test, test_images = scored_split(cases, margs, args.data / "images", ".png")
-    variant = {"learning_rate": args.lr, "iterations": args.iterations}
+    variant = {"learning_rate": args.lr, "iterations": args.iterations, "augmentation": args.augmentation}
     done = {(r["set"], r["n"], r["seed"]) for r in report.setdefault("miou", [])}
-    real_draw = seg.draw_cases
     for n in args.miou_ns:
         # The picks are fine-tuned with training seeds --pick-train-seeds (a random draw's seed is also its
         # training seed), so the picks' spread over training runs can be told from the draws' spread.
@@ -123,16 +122,11 @@ def miou_runs(args, report: dict, train: list[str], train_images: Path) -> None:
             if time.strftime("%H:%M") >= args.stop_at:
                 print(f"stopping: it is past {args.stop_at}", flush=True)
                 return
+            picks = None
             if picked:
-                picks = [s["case"] for s in timed_suggest(args, train_images, n, name,
-                                                          args.work / f"picks_{name}_n{n}")["suggestions"]]
-                seg.draw_cases = lambda pool, k, s, picks=picks: sorted(picks)
-            else:
-                seg.draw_cases = real_draw
-            try:
-                record = seg.run_one(margs, "ddpm", n, seed, train, test_images, margs.work, variant)
-            finally:
-                seg.draw_cases = real_draw
+                picks = sorted(s["case"] for s in timed_suggest(args, train_images, n, name,
+                                                                args.work / f"picks_{name}_n{n}")["suggestions"])
+            record = seg.run_one(margs, "ddpm", n, seed, train, test_images, variant, cases=picks)
             record["set"] = name
             report["miou"].append(record)
             write_json_atomic(args.json, report)
@@ -191,6 +185,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--augmentation", default="mild", choices=AUGMENTATIONS,
+                   help="fine-tuning recipe of the mIoU runs (mild: the recipe of the published table)")
     p.add_argument("--test-limit", type=int)
     p.add_argument("--stop-at", default="09:25", help="start no fine-tuning run after this time (HH:MM)")
     p.add_argument("--device", default="cpu")
