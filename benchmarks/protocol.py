@@ -185,9 +185,10 @@ class Run:
     def record(self, cases: list[str], scores: dict, test_cases: int, keep: Path | None = None) -> dict:
         """The record of this run (``scores``: the benchmark's metrics); the work folder is removed, its
         fine-tuned model first copied to ``keep`` when given (benchmarks/sequential.py picks with it)."""
-        if keep is not None:
+        if keep is not None:   # moved out of the folder that is removed below
             shutil.rmtree(keep, ignore_errors=True)
-            shutil.copytree(self.folder / "model", keep)
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(self.folder / "model"), str(keep))
         args = self.args
         record = {"method": self.method, "n": self.n, "seed": self.seed, "cases": cases, **scores,
                   "finetune_seconds": round(self.train_seconds, 1),

@@ -48,14 +48,18 @@ class FastOptions:
         return torch.channels_last if dims == 2 else torch.channels_last_3d
 
     def prepare(self, network: torch.nn.Module, dims: int) -> torch.nn.Module:
-        """``network`` (on its device) in this memory format, compiled if asked. The parameters are
-        converted in place; the compiled wrapper shares them, so the optimiser, the EMA and the
-        checkpoints keep working on ``network`` itself (its state_dict has no ``_orig_mod.`` keys)."""
-        if self.channels_last:
-            network = network.to(memory_format=self.memory_format(dims))
-        if self.compile:
-            network = torch.compile(network, backend=COMPILE_BACKEND, dynamic=False)
-        return network
+        """``network`` (on its device) in this memory format, compiled if asked."""
+        return self.compiled(self.in_memory_format(network, dims))
+
+    def in_memory_format(self, network: torch.nn.Module, dims: int) -> torch.nn.Module:
+        """``network`` with its parameters converted in place to this memory format (returned for chaining).
+        In place, so an optimiser or EMA made afterwards, and the checkpoints, see the same tensors."""
+        return network.to(memory_format=self.memory_format(dims)) if self.channels_last else network
+
+    def compiled(self, network: torch.nn.Module) -> torch.nn.Module:
+        """``network`` compiled if asked. The compiled wrapper shares its parameters, so the optimiser,
+        the EMA and the checkpoints keep working on ``network`` itself (no ``_orig_mod.`` keys)."""
+        return torch.compile(network, backend=COMPILE_BACKEND, dynamic=False) if self.compile else network
 
     def inputs(self, tensor: torch.Tensor) -> torch.Tensor:
         """An image batch ``(N, C, *S)`` in this memory format (other tensors unchanged)."""

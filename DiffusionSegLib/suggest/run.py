@@ -81,7 +81,8 @@ def _labeled(opts: SuggestOptions, kind: str, cases: set[str]) -> tuple[set[str]
 
 def _strategy(opts: SuggestOptions, kind: str, labeled: set[str]) -> str:
     if opts.strategy not in select.STRATEGIES:
-        raise UserError(f"unknown strategy '{opts.strategy}'.", fix=f"use --strategy {' or '.join(select.STRATEGIES)}.")
+        raise UserError(f"unknown strategy '{opts.strategy}'.",
+                        fix=f"use --strategy {' or '.join(select.STRATEGIES)}.")
     if not 0.0 <= opts.uncertainty_weight <= 1.0:
         raise UserError(f"--uncertainty-weight {opts.uncertainty_weight:g} is outside 0..1.",
                         fix="use a weight between 0 (distance only) and 1 (uncertainty only).")

@@ -29,7 +29,7 @@ from ..predict.confidence import landmark_confidence
 from ..predict.engine import LoadedModel
 from ..predict.run import predict_landmarks, segment
 from ..vocabulary import ConfidenceMeasure
-from .options import DEFAULT_MIN_CONFIDENCE, PSEUDO_LABEL_OVERLAP  # noqa: F401  (DEFAULT_MIN_CONFIDENCE imported from here too)
+from .options import PSEUDO_LABEL_OVERLAP
 
 SEGMENTATION_MEASURES = (ConfidenceMeasure.FOREGROUND.value, ConfidenceMeasure.IMAGE.value)
 LANDMARK_MEASURES = (ConfidenceMeasure.PEAK.value,)
@@ -70,7 +70,8 @@ def label_segmentation(model: LoadedModel, image: sitk.Image, measure: str = "fo
     return Labeled(labelmap, score, details, usable, "" if usable else "no foreground predicted")
 
 
-def label_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float, overlap: float = PSEUDO_LABEL_OVERLAP) -> Labeled:
+def label_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float,
+                    overlap: float = PSEUDO_LABEL_OVERLAP) -> Labeled:
     """The landmarks of ``image`` (as ``predict_landmarks`` places them) and the smallest peak mass."""
     landmarks = predict_landmarks(model, image, min_confidence, overlap)
     figures = landmark_confidence(landmarks.names, landmarks.confidence)

@@ -34,8 +34,8 @@ from ..training.guard import CommandGuard
 from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
 from .cases import case_folder, confidence_summary, write_label, write_new_image, write_report
-from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
-from .options import SynthesizeOptions  # noqa: F401  (stated there, torch-free; imported from here too)
+from .confidence import check_measure, label_image
+from .options import DEFAULT_MIN_CONFIDENCE, SynthesizeOptions  # SynthesizeOptions imported from here too
 
 REPORT_NAME = "synthesize"
 

@@ -34,8 +34,8 @@ from ..training.guard import CommandGuard
 from ..training.outputs import fresh_folder
 from ..training.progress import Reporter, new_run_dir
 from .cases import case_folder, confidence_summary, link_image, write_label, write_report
-from .confidence import DEFAULT_MIN_CONFIDENCE, check_measure, label_image
-from .options import SelftrainOptions  # noqa: F401  (stated there, torch-free; imported from here too)
+from .confidence import check_measure, label_image
+from .options import DEFAULT_MIN_CONFIDENCE, SelftrainOptions  # SelftrainOptions imported from here too
 
 REPORT_NAME = "pseudo"
 

@@ -89,9 +89,7 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
     Returns:
         summary: steps, seconds, images per second, final loss, peak memory.
     """
-    model.to(device)
-    if fast.channels_last:   # in place, before the optimiser and the EMA copy the parameters
-        model.to(memory_format=fast.memory_format(dims))
+    fast.in_memory_format(model.to(device), dims)   # before the optimiser and the EMA take the parameters
     opt_cls = torch.optim.AdamW if settings.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scaler = precision.grad_scaler()
@@ -113,8 +111,7 @@ def train(*, model: torch.nn.Module, loss_fn: LossFn, make_batches: Callable[[in
     net: torch.nn.Module = model
     if ctx.enabled:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if fast.compile:   # around DDP, as PyTorch recommends, so its gradient hooks stay outside the graph
-        net = FastOptions(compile=True).prepare(net, dims)
+    net = fast.compiled(net)   # around DDP, as PyTorch recommends, so its gradient hooks stay outside the graph
 
     def checkpoint(step: int) -> None:
         if ctx.is_main:
