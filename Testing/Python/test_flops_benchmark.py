@@ -18,6 +18,7 @@ def test_quick_mode_writes_the_record(tmp_path):
                     "--out", str(out)], check=True, env=env, cwd=REPO, capture_output=True, timeout=300)
     report = json.loads(out.read_text())
     assert report["threads"] == 1 and report["quick"] is True
+    assert report["device"] == "cpu" and report["precision"] == "fp32"
     assert report["peak_gflops"]["matmul"] > 0 and report["peak_gflops"]["conv"] > 0
     assert len(report["peak_measurements"]) == 2
     assert {"git_commit", "versions", "machine"} <= set(report["provenance"])
