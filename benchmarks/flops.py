@@ -101,14 +101,14 @@ def register_cpu_attention_flops() -> None:
         return fc.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 
-def peaks(n: int, device=None, dtype=None, repeats: int = 5) -> dict:
+def peaks(n: int, device=None, mixed=None, repeats: int = 5) -> dict:
     """Best GFLOP/s of the two reference kernels (module docstring) over ``repeats`` timed calls each.
 
     Args:
         n: matmul side (2048; smaller in quick mode); the convolution is on ``(n / 32)^3`` voxels.
         device: where to run them (the CPU by default).
-        dtype: besides fp32, also measure them in this dtype (keys ``matmul_bf16``, ``conv_bf16``...):
-            the peak that mixed precision can reach on a GPU's tensor cores.
+        mixed: a mixed ``Precision`` (training/device.py) to measure them in besides fp32 (keys
+            ``matmul_bf16``, ``conv_bf16``...): the peak that autocast can reach on a GPU's tensor cores.
     """
     import torch
     import torch.nn.functional as F
@@ -116,12 +116,10 @@ def peaks(n: int, device=None, dtype=None, repeats: int = 5) -> dict:
     device = device or torch.device("cpu")
     side = n // 32
     result = {"matmul_n": n, "conv_voxels": side**3, **machine_load()}
-    for kind in [torch.float32] + ([dtype] if dtype not in (None, torch.float32) else []):
+    for kind, suffix in [(torch.float32, "")] + ([(mixed.dtype, "_" + mixed.name)] if mixed and mixed.dtype else []):
         a, b = (torch.randn(n, n, device=device, dtype=kind) for _ in range(2))
         x = torch.randn(1, 64, side, side, side, device=device, dtype=kind)
         w = torch.randn(64, 64, 3, 3, 3, device=device, dtype=kind)
-        suffix = "" if kind == torch.float32 else "_" + str(kind).removeprefix("torch.").replace("float16", "fp16")\
-            .replace("bfloat16", "bf16")
         kernels = {"matmul": (lambda: torch.mm(a, b), 2 * n**3),
                    "conv": (lambda: F.conv3d(x, w, padding=1), 2 * 64 * 64 * 27 * side**3)}
         for name, (fn, flops) in kernels.items():
@@ -338,7 +336,7 @@ def main() -> None:
     started, t0 = time.strftime("%Y-%m-%d %H:%M:%S"), time.monotonic()
     peak_size = QUICK_PEAK_SIZE if args.quick else PEAK_SIZE
     # On a GPU also the peaks in its mixed precision (tensor cores); a CPU's bf16 peak says little about convolutions.
-    extra = precision.dtype if device.type != "cpu" else None
+    extra = precision if device.type != "cpu" else None
     measured = [peaks(peak_size, device, extra)]
     records = []
     for preset, size, batch in configs:
