@@ -65,7 +65,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], scored: dict
     run = Run(args, method, n, seed, variant)
     marks = link_subset(chosen, args.data / "landmarks", run.folder / "landmarks", ".mrk.json")
     run.train(args.data / "images", marks, {"task": "landmarks", "sigma_mm": args.sigma_mm},
-              landmark_task(marks, args.sigma_mm))
+              landmark_task(marks, args.sigma_mm), pool=run.pool_of(train, args.data / "images", ".nrrd"))
     scores = {name: _scores(run.predict(images, run.folder / f"pred-{name}"), args.data)
               for name, images in scored.items()}
     first = scores[next(iter(scored))]

@@ -7,7 +7,9 @@ segmentation_hippocampus.py.
   replaces the grids, per method and N), ``--validate K``, ``--seeds-outer``, ``--quick``;
 - one run (``Run``): the methods ``ddpm`` and ``other`` fine-tune a pretrained model and
   ``random`` the same U-Net from random weights (the product's ``finetune`` and
-  ``predict``), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py, all
+  ``predict``), ``selftrain`` runs the product's ``selftrain`` from the DDPM model on the
+  training pool (the labeled draw plus the pool's other images, unlabeled; never the scored
+  cases), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py, all
   on the benchmark's network grid (``Grid``: 2D images resized whole, or 3D volumes
   resampled to a spacing and trained on patches);
 - the fields every record carries beside its scores (``Run.record``): the settings it ran
@@ -23,13 +25,14 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks.common import pretraining_record, recipe_of
+from benchmarks.common import link_subset, pretraining_record, recipe_of
 from benchmarks.supervised_unet import SupervisedOptions, Task, predict_folder, train
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.run import PredictOptions, predict
+from DiffusionSegLib.synthesize.selftrain import SelftrainOptions, selftrain
 from DiffusionSegLib.vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION
 
 
@@ -58,6 +61,8 @@ def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: lis
     p.add_argument("--seeds-outer", action="store_true",
                    help="run draw by draw (every N of a draw before the next draw), so a stopped grid has whole pairs")
     p.add_argument("--timestep", type=int, default=0)
+    p.add_argument("--selftrain-rounds", type=int, default=SelftrainOptions.rounds,
+                   help="rounds of method selftrain (pseudo-label the pool, fine-tune again)")
     p.add_argument("--preset", default=preset, help="for random init (must match the pretrained model)")
     if image_size is not None:
         p.add_argument("--image-size", type=int, nargs=2, default=image_size)
@@ -75,10 +80,15 @@ def check_inputs(args, dataset: str) -> None:
     """Exit with the fix when the data or a method's pretrained model is missing."""
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: {dataset} data not found. Fix: pass --data (see ../shared/data/README.md).")
-    if "ddpm" in args.methods and args.pretrained is None:
-        sys.exit("error: method 'ddpm' needs --pretrained MODEL_DIR.")
+    for method in ("ddpm", "selftrain"):
+        if method in args.methods and args.pretrained is None:
+            sys.exit(f"error: method '{method}' needs --pretrained MODEL_DIR.")
     if "other" in args.methods and args.pretrained_other is None:
         sys.exit("error: method 'other' needs --pretrained-other MODEL_DIR.")
+
+
+#: Methods whose settings, when a choice.json has none for them, are those of another method.
+SETTINGS_OF = {"selftrain": "ddpm"}
 
 
 def variants_for(args):
@@ -88,7 +98,9 @@ def variants_for(args):
 
     def variants(method: str, n: int) -> list[dict]:
         if chosen is not None:
-            per_n = chosen[method]  # {"1": {...}, "2": {...}}; another N takes the nearest N's setting
+            # {"1": {...}, "2": {...}}; another N takes the nearest N's setting. Self-training's rounds are
+            # DDPM fine-tunings, so without a validated choice of its own it takes ddpm's.
+            per_n = chosen[method if method in chosen else SETTINGS_OF.get(method, method)]
             nearest = min(per_n, key=lambda k: (abs(int(k) - n), int(k)))
             setting = per_n[nearest]
             return [{"learning_rate": setting["learning_rate"], "iterations": setting["iterations"],
@@ -147,12 +159,21 @@ class Run:
         self.folder = args.work / (f"{method}-n{n}-s{seed}-lr{self.learning_rate:g}-it{self.iterations}-"
                                    f"{self.augmentation}")
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.pretrained = {"ddpm": args.pretrained, "other": args.pretrained_other}.get(method)
+        self.pretrained = {"ddpm": args.pretrained, "selftrain": args.pretrained,
+                           "other": args.pretrained_other}.get(method)
 
-    def train(self, images: Path, annotations: Path, finetune_task: dict, supervised_task: Task) -> None:
+    def pool_of(self, cases: list[str], src: Path, suffix: str) -> Path | None:
+        """Method selftrain's images: links to the training pool ``cases`` in this run's own folder (so a
+        validation pool and a test pool never mix); None for the other methods."""
+        return link_subset(cases, src, self.folder / "pool", suffix) if self.method == "selftrain" else None
+
+    def train(self, images: Path, annotations: Path, finetune_task: dict, supervised_task: Task,
+              pool: Path | None = None) -> None:
         """``finetune_task``: the task's FinetuneOptions (task and classes, or task and sigma_mm; a
         benchmark's own methods may add theirs, e.g. ``pretrained`` and ``mode`` for probing);
-        ``supervised_task``: the same task for the supervised baseline (supervised_unet.py)."""
+        ``supervised_task``: the same task for the supervised baseline (supervised_unet.py);
+        ``pool``: method selftrain's images, the labeled ones and those it pseudo-labels (the
+        training pool: the scored cases must not be in it)."""
         args = self.args
         self.started = time.monotonic()
         if self.method == "supervised":
@@ -165,14 +186,27 @@ class Run:
             return
         options = {"pretrained": self.pretrained, **self.grid.finetune_options(), **finetune_task}
         self.pretrained = options["pretrained"]
-        self.summary = finetune(FinetuneOptions(
+        finetuning = FinetuneOptions(
             **options, images=images, annotations=annotations, out=self.folder / "model",
             iterations=self.iterations, batch_size=args.batch_size,
             learning_rate=self.learning_rate, timestep=args.timestep, preset=args.preset,
             checkpoint_every=self.iterations, seed=self.seed, augmentation=self.augmentation,
-            device=args.device, progress="none"))
-        self.train_seconds = time.monotonic() - self.started
+            device=args.device, progress="none")
         self.extra = {"pretraining": pretraining_record(self.pretrained)} if self.pretrained else {}
+        if self.method == "selftrain":
+            if pool is None:
+                raise ValueError("method selftrain needs the training pool's images (Run.train(pool=...))")
+            done = selftrain(SelftrainOptions(finetune=replace(finetuning, images=pool), rounds=args.selftrain_rounds))
+            # Each round's pseudo-labels: how many were kept, at which confidence, so a reader can judge them.
+            self.extra["selftrain"] = {"rounds": args.selftrain_rounds, "final_round": done["final_round"],
+                                       "pool": len(list(pool.iterdir())), "pseudo_labels": [
+                                           {k: r[k] for k in ("round", "kept", "rejected", "min_confidence",
+                                                              "measure", "confidence_quartiles")}
+                                           for r in done["rounds"][1:]]}
+            self.summary = {"final_loss": None}   # several fine-tunings: each round's loss is in its own run folder
+        else:
+            self.summary = finetune(finetuning)
+        self.train_seconds = time.monotonic() - self.started
 
     def predict(self, images: Path, out: Path) -> Path:
         if self.method == "supervised":

@@ -91,7 +91,8 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], scored_image
     run = Run(args, method, n, seed, variant, Grid(spacing=args.spacing, patch_size=args.patch_size, modality="mri"))
     labels = link_subset(chosen, args.data / "labelsTr", run.folder / "labels", ".nii.gz")
     run.train(args.data / "imagesTr", labels,
-              {"task": "segmentation", "classes": CLASSES, **method_options(args, method)}, segmentation_task(CLASSES))
+              {"task": "segmentation", "classes": CLASSES, **method_options(args, method)}, segmentation_task(CLASSES),
+              pool=run.pool_of(train, args.data / "imagesTr", ".nii.gz"))
     t0 = time.monotonic()
     pred = run.predict(scored_images, run.folder / "pred")
     predict_s = (time.monotonic() - t0) / max(1, len(list(scored_images.iterdir())))

@@ -43,7 +43,8 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
     chosen = draw_cases(train, n, seed) if cases is None else cases
     run = Run(args, method, n, seed, variant)
     labels = link_subset(chosen, args.data / "labels", run.folder / "labels", ".png")
-    run.train(args.data / "images", labels, {"task": "segmentation", "classes": CLASSES}, segmentation_task(CLASSES))
+    run.train(args.data / "images", labels, {"task": "segmentation", "classes": CLASSES}, segmentation_task(CLASSES),
+              pool=run.pool_of(train, args.data / "images", ".png"))
     s = evaluate_segmentations(run.predict(test_images, run.folder / "pred"), args.data / "labels", CLASSES)["summary"]
     return run.record(chosen, {"mIoU": s["mIoU"], "mean_dice": s["mean_dice"], "per_class": s["classes"]},
                       s["n_cases"], keep)

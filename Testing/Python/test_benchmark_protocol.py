@@ -224,3 +224,50 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
     assert "| 1 | ddpm - supervised |" in text and "## Test mean Dice" in text
     summary = json.loads((results / "test" / "summary.json").read_text())
     assert set(summary["differences"]) == {"ddpm - supervised", "ddpm - random", "random - supervised"}
+
+
+def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_path, monkeypatch):
+    """Method selftrain runs the product's selftrain from the DDPM model: round 0 on the labeled draw, then
+    pseudo-labels of the rest of the training pool; never a held-out validation case or a test case. Without a
+    choice of its own in --settings it takes ddpm's (its rounds are DDPM fine-tunings)."""
+    from DiffusionSegLib.synthesize import selftrain as selftrain_module
+
+    data, splits = isbi_like
+    pretrained = tmp_path / "pretrained"
+    pretrain(PretrainOptions(images=data / "images", out=pretrained, preset="tiny", iterations=2, batch_size=2,
+                             image_size=[32, 32], checkpoint_every=2, device="cpu", progress="none"))
+    labeled_now = []
+    real_pseudo_label = selftrain_module.pseudo_label
+
+    def spy(model_dir, images, folder, **kwargs):
+        labeled_now.append(sorted(case_name(p) for p in images))
+        return real_pseudo_label(model_dir, images, folder, **kwargs)
+
+    monkeypatch.setattr(selftrain_module, "pseudo_label", spy)
+    results = tmp_path / "isbi_protocol"
+    common = ["--data", str(data), "--pretrained", str(pretrained), "--work", str(tmp_path / "work"),
+              "--methods", "selftrain", "--ns", "2", "--seeds", "0", *TINY]
+
+    _run_benchmark(monkeypatch, [*common, "--validate", "2", "--iterations", "2",
+                                 "--out", str(results / "validation" / "grid")])
+    (record,) = json.loads((results / "validation" / "grid.json").read_text())["records"]
+    held = json.loads((results / "validation" / "grid.json").read_text())["scored_cases"]["validation"]
+    (pseudo,) = labeled_now
+    assert set(pseudo) == set(splits["train"]) - set(held) - set(record["cases"]), \
+        "the pool is the training cases neither drawn nor held out"
+    assert record["selftrain"]["rounds"] == 1 and record["selftrain"]["pool"] == len(splits["train"]) - 2
+    (round_1,) = record["selftrain"]["pseudo_labels"]
+    assert round_1["kept"] + round_1["rejected"] == len(pseudo) and round_1["round"] == 1
+    assert record["pretraining"]["training"]["images"] == 12 and record["iterations"] == 2
+
+    # Test with a choice that has ddpm's settings only: selftrain runs them.
+    choice = results / "choice.json"
+    choice.write_text(json.dumps({"choice": {"ddpm": {"1": {"learning_rate": 3e-3, "iterations": 3,
+                                                            "augmentation": "none"}}}}))
+    labeled_now.clear()
+    predicted = _run_benchmark(monkeypatch, [*common, "--settings", str(choice), "--out", str(results / "test" / "g")])
+    (record,) = json.loads((results / "test" / "g.json").read_text())["records"]
+    assert (record["learning_rate"], record["iterations"], record["augmentation"]) == (3e-3, 3, "none")
+    (pseudo,) = labeled_now
+    assert set(pseudo) == set(splits["train"]) - set(record["cases"])
+    assert set(predicted) == set(splits["test1"]) | set(splits["test2"]) and not set(pseudo) & set(predicted)
