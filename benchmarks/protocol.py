@@ -197,6 +197,9 @@ class Run:
             if pool is None:
                 raise ValueError("method selftrain needs the training pool's images (Run.train(pool=...))")
             done = selftrain(SelftrainOptions(finetune=replace(finetuning, images=pool), rounds=args.selftrain_rounds))
+            # Round 0 is a plain ddpm fine-tuning of the same pretrained model with the same draw and seed:
+            # scored beside the final model, it pairs self-training with its own starting point.
+            self.round_0 = Path(done["rounds"][0]["model"])
             # Each round's pseudo-labels: how many were kept, at which confidence, so a reader can judge them.
             self.extra["selftrain"] = {"rounds": args.selftrain_rounds, "final_round": done["final_round"],
                                        "pool": len(list(pool.iterdir())), "pseudo_labels": [
@@ -208,12 +211,14 @@ class Run:
             self.summary = finetune(finetuning)
         self.train_seconds = time.monotonic() - self.started
 
-    def predict(self, images: Path, out: Path) -> Path:
-        if self.method == "supervised":
+    def predict(self, images: Path, out: Path, model: Path | None = None) -> Path:
+        """The trained method's predictions of ``images`` in ``out``; ``model``: another of the run's
+        DiffusionSeg models instead (selftrain's ``round_0``)."""
+        if self.method == "supervised" and model is None:
             predict_folder(self.model, images, out)
         else:
-            predict(PredictOptions(model=self.folder / "model", images=images, out=out, device=self.args.device,
-                                   progress="none"))
+            predict(PredictOptions(model=model or self.folder / "model", images=images, out=out,
+                                   device=self.args.device, progress="none"))
         return out
 
     def record(self, cases: list[str], scores: dict, test_cases: int, keep: Path | None = None) -> dict:

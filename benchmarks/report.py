@@ -47,6 +47,9 @@ def gather(folder: Path, rename: dict[str, str] | None = None) -> tuple[list[dic
             continue
         suffix = next((v for k, v in (rename or {}).items() if path.name.startswith(k)), "")
         records += [{**r, "method": r["method"] + suffix} for r in data["records"]]
+        # A selftrain run also scored its round 0 (the plain fine-tuning it started from): its own row.
+        records += [{**r, **r["round_0"], "method": f"{r['method']}-r0{suffix}", "round_0": None}
+                    for r in data["records"] if r.get("round_0")]
         invocations += [{"file": path.name, **inv} for inv in data.get("invocations", [])]
     return records, invocations
 
@@ -298,7 +301,8 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
 
 
 def protocol_test(folder: Path, protocol: Protocol = JSRT,
-                  pairs=(("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"))) -> str:
+                  pairs=(("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
+                         ("selftrain", "supervised"), ("selftrain", "selftrain-r0"), ("selftrain", "ddpm"))) -> str:
     """Test means per method and N, and the paired bootstrap 95% CI of (A - B) over draws, beside the targets."""
     metric = protocol.metric
     records, invocations = gather(folder)

@@ -45,9 +45,15 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
     labels = link_subset(chosen, args.data / "labels", run.folder / "labels", ".png")
     run.train(args.data / "images", labels, {"task": "segmentation", "classes": CLASSES}, segmentation_task(CLASSES),
               pool=run.pool_of(train, args.data / "images", ".png"))
-    s = evaluate_segmentations(run.predict(test_images, run.folder / "pred"), args.data / "labels", CLASSES)["summary"]
-    return run.record(chosen, {"mIoU": s["mIoU"], "mean_dice": s["mean_dice"], "per_class": s["classes"]},
-                      s["n_cases"], keep)
+    def scores(model: Path | None, pred: str) -> dict:
+        s = evaluate_segmentations(run.predict(test_images, run.folder / pred, model), args.data / "labels",
+                                   CLASSES)["summary"]
+        return {"mIoU": s["mIoU"], "mean_dice": s["mean_dice"], "per_class": s["classes"], "n_cases": s["n_cases"]}
+
+    final = scores(None, "pred")
+    if method == "selftrain":   # its starting point too: report.py pairs the two as selftrain - selftrain-r0
+        final["round_0"] = {k: v for k, v in scores(run.round_0, "pred-round0").items() if k != "n_cases"}
+    return run.record(chosen, {k: v for k, v in final.items() if k != "n_cases"}, final["n_cases"], keep)
 
 
 def main() -> None:

@@ -53,9 +53,9 @@ def _run_benchmark(monkeypatch, argv: list[str], benchmark=landmarks_isbi) -> li
     predicted = []
     real_predict = protocol.Run.predict
 
-    def spy(self, images, out):
+    def spy(self, images, out, model=None):
         predicted.extend(case_name(p) for p in Path(images).iterdir())
-        return real_predict(self, images, out)
+        return real_predict(self, images, out, model)
 
     monkeypatch.setattr(protocol.Run, "predict", spy)
     monkeypatch.setattr(sys, "argv", [Path(benchmark.__file__).name, *argv])
@@ -271,3 +271,39 @@ def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_pa
     (pseudo,) = labeled_now
     assert set(pseudo) == set(splits["train"]) - set(record["cases"])
     assert set(predicted) == set(splits["test1"]) | set(splits["test2"]) and not set(pseudo) & set(predicted)
+
+
+def test_jsrt_selftrain_scores_its_round_0_and_the_report_pairs_them(tmp_path, monkeypatch):
+    """segmentation_jsrt.py with method selftrain scores the final model and its round 0 (the plain fine-tuning it
+    started from) on the same test cases; report.py shows round 0 as method selftrain-r0 and pairs the two."""
+    from benchmarks import segmentation_jsrt
+
+    phantoms, data = tmp_path / "phantoms", tmp_path / "jsrt"
+    generate_sample_dataset(phantoms, dims=2, n_cases=10, size=(64, 64))
+    for folder in ("images", "labels"):   # laid out like ../shared/data/jsrt-256: 8-bit PNGs
+        (data / folder).mkdir(parents=True)
+        for path in sorted((phantoms / folder).glob("*.nrrd")):
+            image = sitk.ReadImage(str(path))
+            image = sitk.Cast(sitk.RescaleIntensity(image, 0, 255) if folder == "images" else image, sitk.sitkUInt8)
+            sitk.WriteImage(image, str(data / folder / f"{case_name(path)}.png"))
+    pretrained = tmp_path / "pretrained"
+    pretrain(PretrainOptions(images=data / "images", out=pretrained, preset="tiny", iterations=2, batch_size=2,
+                             image_size=[32, 32], checkpoint_every=2, device="cpu", progress="none"))
+    results = tmp_path / "jsrt_protocol" / "test"
+    predicted = _run_benchmark(monkeypatch, [
+        "--data", str(data), "--pretrained", str(pretrained), "--work", str(tmp_path / "work"), "--methods",
+        "selftrain", "--ns", "1", "--seeds", "0", "1", "--iterations", "2", "--image-size", "32", "32", "--preset",
+        "tiny", "--device", "cpu", "--out", str(results / "grid")], segmentation_jsrt)
+    train, test = split(sorted(case_name(p) for p in (data / "images").iterdir()))
+    assert sorted(predicted) == sorted(test * 4), "both draws predict the test half twice: final model, round 0"
+    records = json.loads((results / "grid.json").read_text())["records"]
+    assert len(records) == 2
+    for r in records:
+        assert set(r["round_0"]) == {"mIoU", "mean_dice", "per_class"} and 0 <= r["round_0"]["mIoU"] <= 1
+        assert r["selftrain"]["pool"] == len(train)
+    text = report.protocol_test(results, report.JSRT)
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["means"]["selftrain-r0"]["1"]["mean"] == pytest.approx(
+        100 * sum(r["round_0"]["mIoU"] for r in records) / 2)
+    assert summary["differences"]["selftrain - selftrain-r0"]["1"]["pairs"] == 2
+    assert "| 1 | selftrain - selftrain-r0 |" in text
