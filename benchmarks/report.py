@@ -300,12 +300,20 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
     return "\n\n".join([head, "\n".join(lines), "## Runs", commands(invocations)]) + "\n"
 
 
-def protocol_test(folder: Path, protocol: Protocol = JSRT,
-                  pairs=(("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
-                         ("selftrain", "supervised"), ("selftrain", "selftrain-r0"), ("selftrain", "ddpm"))) -> str:
-    """Test means per method and N, and the paired bootstrap 95% CI of (A - B) over draws, beside the targets."""
+#: Test files whose pretraining read the training cases only (``inductive_*.json``): their methods get this
+#: suffix, so the inductive control stands beside the transductive runs (whose pretraining read every image).
+INDUCTIVE = {"inductive_": "-inductive"}
+PAIRS = (("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
+         ("selftrain", "supervised"), ("selftrain", "selftrain-r0"), ("selftrain", "ddpm"),
+         ("selftrain-inductive", "supervised"), ("selftrain-inductive", "selftrain-r0-inductive"),
+         ("selftrain-r0-inductive", "supervised"), ("selftrain-r0-inductive", "ddpm"))
+
+
+def protocol_test(folder: Path, protocol: Protocol = JSRT, pairs=PAIRS) -> str:
+    """Test means per method and N, and the paired bootstrap 95% CI of (A - B) over draws, beside the targets.
+    ``selftrain-r0`` is a selftrain run's round 0 (a ddpm fine-tuning); ``-inductive``: see INDUCTIVE."""
     metric = protocol.metric
-    records, invocations = gather(folder)
+    records, invocations = gather(folder, INDUCTIVE)
     records = by_recipe([r for r in records if r.get("scored_on", "test") == "test"])
     methods = sorted({r["method"] for r in records})
     # Each base pair (ddpm, supervised) covers every recipe of its methods (ddpm (mild), ddpm (strong)).

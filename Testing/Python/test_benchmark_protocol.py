@@ -307,3 +307,11 @@ def test_jsrt_selftrain_scores_its_round_0_and_the_report_pairs_them(tmp_path, m
         100 * sum(r["round_0"]["mIoU"] for r in records) / 2)
     assert summary["differences"]["selftrain - selftrain-r0"]["1"]["pairs"] == 2
     assert "| 1 | selftrain - selftrain-r0 |" in text
+
+    # The same runs from a pretraining of the training cases only, in inductive_*.json: apart, and paired apart.
+    (results / "inductive_grid.json").write_text((results / "grid.json").read_text())
+    text = report.protocol_test(results, report.JSRT)
+    summary = json.loads((results / "summary.json").read_text())
+    assert {"selftrain", "selftrain-r0", "selftrain-inductive", "selftrain-r0-inductive"} <= set(summary["means"])
+    assert summary["means"]["selftrain-inductive"] == summary["means"]["selftrain"]
+    assert summary["differences"]["selftrain-inductive - selftrain-r0-inductive"]["1"]["pairs"] == 2
