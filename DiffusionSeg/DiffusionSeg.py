@@ -35,7 +35,8 @@ from DiffusionSegModuleLib.nodeio import MRMLContext
 
 backend.ensure_importable()
 from DiffusionSegLib.vocabulary import (  # noqa: E402  (stated once)
-    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, DEFAULT_SELFTRAIN, FINETUNE_MODES, MODALITIES, TASKS,
+    FinetuneMode, Modality)
 
 #
 # DiffusionSeg
@@ -73,6 +74,7 @@ class DiffusionSegParameterNode:
     inputVolume: the current image. annotationNode: what Save writes (an annotation or a
     prediction being corrected); None until the user annotates or opens a case.
     pretrainedModel, taskModel: model folders. finetuneMode: full | probe | mlp (docs/CLI.md).
+    selfTrain: fine-tune with ``diffusionseg selftrain`` (also learns from the unlabeled cases).
     device: where the backend computes. suggestCount: how many cases "Suggest" ranks.
     """
 
@@ -88,6 +90,7 @@ class DiffusionSegParameterNode:
     annotationNode: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]] = None
     finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = DEFAULT_FINETUNE_ITERATIONS
     finetuneMode: Annotated[str, Choice(list(FINETUNE_MODES))] = FinetuneMode.FULL.value
+    selfTrain: bool = DEFAULT_SELFTRAIN
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     suggestCount: Annotated[int, WithinRange(1, 1000)] = 5
@@ -643,7 +646,7 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
                 _("No pretrained model is chosen. Fine-tune from random initialisation?")):
             return None
         return self.startFinetune(self.requireProject(), pretrained, p.finetuneIterations, p.device,
-                                  mode=p.finetuneMode)
+                                  mode=p.finetuneMode, selftrain=p.selfTrain)
 
     def startPredictFromParameters(self, currentOnly: bool):
         p = self.getParameterNode()

@@ -87,6 +87,10 @@ AUTO_MODALITIES = (AUTO_MODALITY,) + MODALITIES
 #: benchmarks/results/RESULTS.md); the CLI, the Slicer panel and the batch script all read them here.
 DEFAULT_FINETUNE_ITERATIONS = 1200
 DEFAULT_AUGMENTATION = Augmentation.STRONG.value
+#: Whether the Slicer panel's Fine-tune and the batch script's --finetune self-train by default
+#: (``diffusionseg selftrain``: fine-tune, label the unlabeled cases, fine-tune again on both; about
+#: twice the time). See benchmarks/results/RESULTS.md, session 10, for the measurement behind it.
+DEFAULT_SELFTRAIN = False
 #: Pretraining's number of steps: the CLI's default (PretrainOptions) and the Slicer panel's and batch script's.
 DEFAULT_PRETRAIN_ITERATIONS = 2000
 

@@ -314,11 +314,14 @@ class CoreLogic:
     @staticmethod
     def finetuneArgs(project, pretrained: Path | None, out: Path, iterations: int, device: str = "auto",
                      preset: str | None = None, image_size: Sequence[int] | None = None,
-                     batch_size: int | None = None, mode: str = "full") -> list[str]:
+                     batch_size: int | None = None, mode: str = "full", selftrain: bool = False) -> list[str]:
         """``preset`` and ``image_size`` apply to random initialisation only (a pretrained
         model brings its own network and preprocessing). ``mode``: full (fine-tune the whole
-        U-Net), probe or mlp (frozen pretrained U-Net, a trained head); see docs/CLI.md."""
-        args = ["finetune", "--task", project.task] + (["--mode", mode] if mode != "full" else [])
+        U-Net), probe or mlp (frozen pretrained U-Net, a trained head); see docs/CLI.md.
+        ``selftrain``: ``diffusionseg selftrain`` with the same options (fine-tune, label the
+        project's unlabeled images, keep the confident labels, fine-tune again on both)."""
+        command = "selftrain" if selftrain else "finetune"
+        args = [command, "--task", project.task] + (["--mode", mode] if mode != "full" else [])
         if pretrained:
             args += ["--pretrained", str(pretrained)]
         else:
@@ -363,13 +366,21 @@ class CoreLogic:
 
     def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto",
                       preset: str | None = None, image_size: Sequence[int] | None = None,
-                      batch_size: int | None = None, mode: str = "full") -> Path:
+                      batch_size: int | None = None, mode: str = "full", selftrain: bool = False) -> Path:
         """Fine-tune on the labeled cases; returns the task model folder it writes.
 
         ``pretrained`` None trains from random initialisation (then preset and image_size apply).
+        ``selftrain``: also learn from the unlabeled cases (see :meth:`finetuneArgs`); about twice
+        the time of fine-tuning, plus one prediction of every unlabeled case.
         """
         if not project.labeled_cases():
             raise ValueError(_("No case is labeled yet. Annotate and save at least one case first."))
+        if selftrain and mode != "full":
+            raise ValueError(_("Self-training fine-tunes the whole U-Net: choose the full mode, or turn "
+                               "self-training off."))
+        if selftrain and not project.unlabeled_cases():
+            raise ValueError(_("Self-training learns from the unlabeled cases, and every case is labeled. "
+                               "Add unlabeled images, or turn self-training off."))
         if pretrained is not None and not projectfiles.is_model(pretrained, ["pretrained"]):
             raise ValueError(_("{path} is not a pretrained DiffusionSeg model (no config.json of kind "
                                "'pretrained'). Pretrain first or choose another folder.").format(path=pretrained))
@@ -379,7 +390,8 @@ class CoreLogic:
         out = projectfiles.new_folder(project.models_dir, project.task)
         self._start(RunRecord("finetune", Path(project.folder), out),
                     self.finetuneArgs(project, pretrained, out, iterations, device, preset=preset,
-                                      image_size=image_size, batch_size=batch_size, mode=mode))
+                                      image_size=image_size, batch_size=batch_size, mode=mode,
+                                      selftrain=selftrain))
         return out
 
     def startPredict(self, project, model: Path, cases: Sequence[str] | None = None, device: str = "auto",

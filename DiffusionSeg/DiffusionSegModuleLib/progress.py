@@ -19,6 +19,7 @@ KNOWN_EVENTS = ("start", "progress", "checkpoint", "output", "done", "error")
 STAGE_TITLES = {
     "pretrain": "Pretraining",
     "finetune": "Fine-tuning",
+    "selftrain": "Self-training",
     "predict": "Predicting",
     "sample": "Sampling",
     "evaluate": "Evaluating",

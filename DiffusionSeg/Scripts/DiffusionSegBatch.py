@@ -3,7 +3,8 @@
     Slicer --no-main-window --python-script <module dir>/Scripts/DiffusionSegBatch.py -- --project DIR
         [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
         [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...] [--suggest K] [--curve]
-        [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--pretrained DIR] [--model DIR]
+        [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--selftrain | --no-selftrain]
+        [--pretrained DIR] [--model DIR]
         [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
 
 Steps run in that order, through the same Logic as the module panel (the background
@@ -32,7 +33,8 @@ from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 backend.ensure_importable()
 from DiffusionSegLib.errors import UserError  # noqa: E402
 from DiffusionSegLib.vocabulary import (  # noqa: E402
-    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS, FinetuneMode, Modality)
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, DEFAULT_SELFTRAIN, FINETUNE_MODES, MODALITIES, TASKS,
+    FinetuneMode, Modality)
 
 
 def parse_args(argv):
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--finetune-iterations", type=int, default=DEFAULT_FINETUNE_ITERATIONS)
     parser.add_argument("--mode", choices=FINETUNE_MODES, default=FinetuneMode.FULL.value,
                         help="full: fine-tune the whole U-Net; probe/mlp: frozen pretrained U-Net and a trained head")
+    parser.add_argument("--selftrain", action=argparse.BooleanOptionalAction, default=DEFAULT_SELFTRAIN,
+                        help="--finetune also learns from the unlabeled cases (diffusionseg selftrain; about twice "
+                             f"as long; default {'on' if DEFAULT_SELFTRAIN else 'off'})")
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
     parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
     parser.add_argument("--predict", nargs="+", metavar="CASE", help="'unlabeled', 'all', or case names")
@@ -137,7 +142,8 @@ def main(argv=None) -> int:
                 found = projectfiles.list_models(project, ["pretrained"])
                 pretrained = found[0] if found else None
             model = run_step(logic, "finetune", lambda: logic.startFinetune(
-                project, pretrained, args.finetune_iterations, args.device, mode=args.mode, **network)).out
+                project, pretrained, args.finetune_iterations, args.device, mode=args.mode, selftrain=args.selftrain,
+                **network)).out
         if args.predict:
             if model is None:
                 found = projectfiles.list_models(project, [project.task])

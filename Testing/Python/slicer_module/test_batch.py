@@ -140,3 +140,32 @@ def test_batch_script_finds_its_libraries(slicer_core, tmp_path, layout):
                                timeout=120)
         lines = found.stdout.split()
         assert len(lines) == 2 and all(str(tmp_path / "install") in line for line in lines), found.stderr
+
+
+def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, monkeypatch):
+    """--finetune --selftrain starts `diffusionseg selftrain` with fine-tuning's options; --no-selftrain `finetune`."""
+    from DiffusionSegModuleLib.corelogic import CoreLogic
+
+    commands = []
+    original = CoreLogic._start
+    monkeypatch.setattr(CoreLogic, "_start", lambda self, record, args: commands.append(args) or original(self, record, args))
+    make_images(tmp_path / "incoming", 3)
+    project_dir = tmp_path / "p"
+    assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--create", "--names",
+                       "organ", "--add-images", str(tmp_path / "incoming"), "--pretrain", "--pretrain-iterations",
+                       "2"]) == 0, capsys.readouterr().err
+    import shutil
+
+    labels = project_dir / "labels"
+    shutil.copyfile(project_dir / "images" / "img0.nrrd", labels / "img0.seg.nrrd")  # any label file counts
+    for flag, command, title in (("--selftrain", "selftrain", "Self-training"), ("--no-selftrain", "finetune",
+                                                                                 "Fine-tuning")):
+        commands.clear()
+        code = batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--finetune",
+                           "--finetune-iterations", "2", flag])
+        printed = capsys.readouterr()
+        assert code == 0, printed.err
+        assert f"{title}: step 2 / 2" in printed.out
+        [args] = commands
+        assert args[0] == command and args[args.index("--labels") + 1] == str(labels)
+        assert args[args.index("--iterations") + 1] == "2"

@@ -167,6 +167,14 @@ def test_inputs_are_checked_before_starting(logic, mrml, tmp_path):
     (tmp_path / "notamodel").mkdir()
     with pytest.raises(ValueError, match="not a fine-tuned segmentation model"):
         logic.startPredict(project, tmp_path / "notamodel")
+    # Self-training needs unlabeled cases to learn from, and the full mode.
+    (project.labels_dir / "v.seg.nrrd").write_bytes(b"any label file counts")
+    assert project.labeled_cases() == ["v"] and not project.unlabeled_cases()
+    with pytest.raises(ValueError, match="every case is labeled"):
+        logic.startFinetune(project, None, 10, selftrain=True)
+    logic.addVolume(project, volume3d(mrml, "w", 6))
+    with pytest.raises(ValueError, match="choose the full mode"):
+        logic.startFinetune(project, None, 10, mode="probe", selftrain=True)
     assert not logic.isRunning()
 
 

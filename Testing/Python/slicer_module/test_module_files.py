@@ -17,7 +17,7 @@ UI = ET.parse(MODULE / "Resources" / "UI" / "DiffusionSeg.ui")
 # The widget class each parameter type needs (slicer.parameterNodeWrapper.guiConnectors
 # matches the exact class, e.g. a ctkSpinBox would not bind to an int).
 CONNECTOR_WIDGETS = {"Path": "ctkPathLineEdit", "Choice": "QComboBox", "int": "QSpinBox", "str": "QLineEdit",
-                     "node": "qMRMLNodeComboBox"}
+                     "bool": "QCheckBox", "node": "qMRMLNodeComboBox"}
 
 
 def ui_widgets():
@@ -34,14 +34,14 @@ def ui_parameter_bindings():
 
 
 def parameter_node_fields():
-    """name -> kind ('Path', 'Choice', 'int', 'str' or 'node') from the @parameterNodeWrapper class."""
+    """name -> kind ('Path', 'Choice', 'int', 'bool', 'str' or 'node') from the @parameterNodeWrapper class."""
     tree = ast.parse(SOURCE)
     [cls] = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DiffusionSegParameterNode"]
     fields = {}
     for statement in cls.body:
         if isinstance(statement, ast.AnnAssign):
             text = ast.unparse(statement.annotation)
-            kind = ("Choice" if "Choice(" in text else "Path" if text == "Path" else
+            kind = ("Choice" if "Choice(" in text else "Path" if text == "Path" else "bool" if text == "bool" else
                     "node" if "vtkMRML" in text else "int" if "int" in text else "str")
             fields[statement.target.id] = kind
     return fields

@@ -142,6 +142,7 @@ def test_module_and_logic_construct_as_in_slicer(slicer_harness):
 def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     """Create a project, annotate, save to the right case, run and cancel, predict, review, correct."""
     import slicer
+    from DiffusionSegLib.vocabulary import DEFAULT_SELFTRAIN
 
     widget, ui = slicer_panel.widget, slicer_panel.widget.ui
     use_fake_backend(widget, monkeypatch)
@@ -213,7 +214,13 @@ def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     assert widget._parameterNode.annotationNode.GetAttribute("DiffusionSeg.Case") == cases[3]
     assert cases[3] in ui.statusLabel.text
     ui.finetuneIterationsSpinBox.value = 2
+    assert ui.selfTrainCheckBox.checked == widget._parameterNode.selfTrain == DEFAULT_SELFTRAIN
+    ui.selfTrainCheckBox.checked = True   # bound to the parameter node: Fine-tune runs `diffusionseg selftrain`
+    assert widget._parameterNode.selfTrain is True
     ui.finetuneButton.click()
+    command = widget.logic.process.command
+    assert "selftrain" in command and "finetune" not in command
+    assert command[command.index("--images") + 1] == str(project.images_dir)  # labeled and unlabeled cases
     record = wait_for_run(slicer_panel)
     assert record.result.status == "done", record.result.message
     assert widget._parameterNode.taskModel == record.out
