@@ -45,6 +45,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
     labels = link_subset(chosen, args.data / "labels", run.folder / "labels", ".png")
     run.train(args.data / "images", labels, {"task": "segmentation", "classes": CLASSES}, segmentation_task(CLASSES),
               pool=run.pool_of(train, args.data / "images", ".png"))
+
     def scores(model: Path | None, pred: str) -> dict:
         s = evaluate_segmentations(run.predict(test_images, run.folder / pred, model), args.data / "labels",
                                    CLASSES)["summary"]
