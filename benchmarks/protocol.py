@@ -63,6 +63,11 @@ def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: lis
     p.add_argument("--timestep", type=int, default=0)
     p.add_argument("--selftrain-rounds", type=int, default=SelftrainOptions.rounds,
                    help="rounds of method selftrain (pseudo-label the pool, fine-tune again)")
+    p.add_argument("--min-confidence", type=float,
+                   help="method selftrain: the pseudo-label threshold (default: the product's, per task)")
+    p.add_argument("--keep-fraction", type=float, nargs="+", default=[SelftrainOptions.keep_fraction],
+                   help="method selftrain: keep the surest fraction of the pool's pseudo-labels (selftrain "
+                        "--keep-fraction); one value, or a grid to sweep")
     p.add_argument("--preset", default=preset, help="for random init (must match the pretrained model)")
     if image_size is not None:
         p.add_argument("--image-size", type=int, nargs=2, default=image_size)
@@ -105,10 +110,14 @@ def variants_for(args):
             setting = per_n[nearest]
             return [{"learning_rate": setting["learning_rate"], "iterations": setting["iterations"],
                      **({} if method == "supervised"
-                        else {"augmentation": recipe_of(method, setting.get("augmentation"))})}]
+                        else {"augmentation": recipe_of(method, setting.get("augmentation"))}),
+                     **({"keep_fraction": setting.get("keep_fraction", SelftrainOptions.keep_fraction)}
+                        if method == "selftrain" else {})}]
         augmentations = [None] if method == "supervised" else args.augmentation  # the baseline has its own
-        return [{"learning_rate": lr, "iterations": it, **({} if a is None else {"augmentation": a})}
-                for lr in args.lr for it in args.iterations for a in augmentations]
+        fractions = args.keep_fraction if method == "selftrain" else [None]
+        return [{"learning_rate": lr, "iterations": it, **({} if a is None else {"augmentation": a}),
+                 **({} if f is None else {"keep_fraction": f})}
+                for lr in args.lr for it in args.iterations for a in augmentations for f in fractions]
 
     return variants
 
@@ -156,8 +165,10 @@ class Run:
         self.learning_rate, self.iterations = variant["learning_rate"], variant["iterations"]
         # The supervised baseline always has its own (strong) recipe; the DiffusionSeg methods sweep theirs.
         self.augmentation = SupervisedOptions.augmentation if method == "supervised" else variant["augmentation"]
+        self.keep_fraction = variant.get("keep_fraction")   # method selftrain only
         self.folder = args.work / (f"{method}-n{n}-s{seed}-lr{self.learning_rate:g}-it{self.iterations}-"
-                                   f"{self.augmentation}")
+                                   f"{self.augmentation}" + (f"-keep{self.keep_fraction:g}" if self.keep_fraction
+                                                             else ""))
         shutil.rmtree(self.folder, ignore_errors=True)
         self.pretrained = {"ddpm": args.pretrained, "selftrain": args.pretrained,
                            "other": args.pretrained_other}.get(method)
@@ -196,7 +207,8 @@ class Run:
         if self.method == "selftrain":
             if pool is None:
                 raise ValueError("method selftrain needs the training pool's images (Run.train(pool=...))")
-            done = selftrain(SelftrainOptions(finetune=replace(finetuning, images=pool), rounds=args.selftrain_rounds))
+            done = selftrain(SelftrainOptions(finetune=replace(finetuning, images=pool), rounds=args.selftrain_rounds,
+                                              min_confidence=args.min_confidence, keep_fraction=self.keep_fraction))
             # Round 0 is a plain ddpm fine-tuning of the same pretrained model with the same draw and seed:
             # scored beside the final model, it pairs self-training with its own starting point.
             self.round_0 = Path(done["rounds"][0]["model"])
@@ -204,7 +216,7 @@ class Run:
             self.extra["selftrain"] = {"rounds": args.selftrain_rounds, "final_round": done["final_round"],
                                        "pool": len(list(pool.iterdir())), "pseudo_labels": [
                                            {k: r[k] for k in ("round", "kept", "rejected", "min_confidence",
-                                                              "measure", "confidence_quartiles")}
+                                                              "keep_fraction", "measure", "confidence_quartiles")}
                                            for r in done["rounds"][1:]]}
             self.summary = {"final_loss": None}   # several fine-tunings: each round's loss is in its own run folder
         else:
@@ -235,6 +247,7 @@ class Run:
                   "test_cases": test_cases, "learning_rate": self.learning_rate, "iterations": self.iterations,
                   "batch_size": args.batch_size, **self.grid.record(),
                   "augmentation": self.augmentation, "timestep": None if self.method == "supervised" else args.timestep,
+                  **({"keep_fraction": self.keep_fraction} if self.keep_fraction is not None else {}),
                   "settings_from": str(args.settings) if args.settings else "command line",
                   "scored_on": "validation" if args.validate else "test", **self.extra}
         shutil.rmtree(self.folder, ignore_errors=True)

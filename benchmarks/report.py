@@ -48,7 +48,8 @@ def gather(folder: Path, rename: dict[str, str] | None = None) -> tuple[list[dic
         suffix = next((v for k, v in (rename or {}).items() if path.name.startswith(k)), "")
         records += [{**r, "method": r["method"] + suffix} for r in data["records"]]
         # A selftrain run also scored its round 0 (the plain fine-tuning it started from): its own row.
-        records += [{**r, **r["round_0"], "method": f"{r['method']}-r0{suffix}", "round_0": None}
+        records += [{**r, **r["round_0"], "method": f"{r['method']}-r0{suffix}", "round_0": None,
+                     "keep_fraction": None}   # round 0 comes before any pseudo-label is kept
                     for r in data["records"] if r.get("round_0")]
         invocations += [{"file": path.name, **inv} for inv in data.get("invocations", [])]
     return records, invocations
@@ -148,13 +149,28 @@ def augmentation_of(record: dict) -> str:
     return recipe_of(record["method"], record.get("augmentation"))
 
 
+def keep_fraction_of(record: dict) -> float | None:
+    """A selftrain record's pseudo-label keep fraction (records from before it was a setting kept every
+    pseudo-label above the threshold: 1); None for the other methods."""
+    if record["method"].split("-inductive")[0] != "selftrain":
+        return None
+    return record.get("keep_fraction") or 1.0
+
+
+def recipe_label(record: dict) -> str:
+    """The augmentation recipe, and selftrain's keep fraction when it is not 1 (``strong, keep 0.5``)."""
+    kf = keep_fraction_of(record)
+    return augmentation_of(record) + (f", keep {kf:g}" if kf not in (None, 1.0) else "")
+
+
 def by_recipe(records: list[dict]) -> list[dict]:
-    """Records whose method ran with several augmentation recipes in one folder are told apart by name
-    (``ddpm`` -> ``ddpm (mild)``, ``ddpm (strong)``); a method with one recipe keeps its name."""
+    """Records whose method ran with several recipes in one folder are told apart by name
+    (``ddpm`` -> ``ddpm (mild)``, ``ddpm (strong)``; ``selftrain (strong, keep 0.5)``); a method with one
+    recipe keeps its name."""
     recipes: dict[str, set] = {}
     for r in records:
-        recipes.setdefault(r["method"], set()).add(augmentation_of(r))
-    return [{**r, "method": f"{r['method']} ({augmentation_of(r)})"} if len(recipes[r["method"]]) > 1 else r
+        recipes.setdefault(r["method"], set()).add(recipe_label(r))
+    return [{**r, "method": f"{r['method']} ({recipe_label(r)})"} if len(recipes[r["method"]]) > 1 else r
             for r in records]
 
 
@@ -264,7 +280,7 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
     metric = protocol.metric
     records, invocations = gather(folder)
     records = [r for r in records if r.get("scored_on") == "validation"]
-    setting = lambda r: (r["learning_rate"], r["iterations"], augmentation_of(r))  # noqa: E731
+    setting = lambda r: (r["learning_rate"], r["iterations"], augmentation_of(r), keep_fraction_of(r))  # noqa: E731
     choice, lines = {}, [f"| method | N | lr | steps | augmentation | validation {metric.label} (mean over draws) "
                          "| draws | per draw |", "|---|---|---|---|---|---|---|---|"]
     best_of = max if metric.higher_is_better else min
@@ -280,12 +296,14 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
                 on_common = [v[k] for k in sorted(common)] or list(v.values())
                 scored.append((float(np.mean(on_common)), st, v))
             best = best_of(scored, key=lambda x: x[0])
-            for mean, (lr, it, aug), v in scored:
-                mark = " **best**" if (lr, it, aug) == best[1] else ""
-                lines.append(f"| {m} | {n} | {lr:g} | {it} | {aug} | {mean:.{metric.digits}f}{mark} | {len(v)} | "
+            for mean, (lr, it, aug, kf), v in scored:
+                mark = " **best**" if (lr, it, aug, kf) == best[1] else ""
+                shown = aug + (f", keep {kf:g}" if kf is not None else "")
+                lines.append(f"| {m} | {n} | {lr:g} | {it} | {shown} | {mean:.{metric.digits}f}{mark} | {len(v)} | "
                              + ", ".join(f"s{k}: {x:.{metric.digits}f}" for k, x in sorted(v.items())) + " |")
-            lr, it, aug = best[1]
+            lr, it, aug, kf = best[1]
             choice.setdefault(m, {})[str(n)] = {"learning_rate": lr, "iterations": it, "augmentation": aug,
+                                                **({} if kf is None else {"keep_fraction": kf}),
                                                 f"validation_{metric.key}": round(best[0], max(2, metric.digits)),
                                                 "draws": sorted(common)}
     held = sorted({r["test_cases"] for r in records})

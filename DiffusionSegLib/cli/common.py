@@ -67,6 +67,17 @@ def add_progress_option(parser: argparse.ArgumentParser, options: type) -> None:
                         help="json: one event per line on stdout (for the Slicer module); bar: a progress bar")
 
 
+def fraction(text: str) -> float:
+    """A number in (0, 1], as argparse's type: a clear message instead of a traceback."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0 and at most 1, not {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from .finetune_cmd import finetune_options
 
     summary = selftrain(SelftrainOptions(finetune=finetune_options(args), rounds=args.rounds,
-                                         min_confidence=args.min_confidence, measure=args.measure,
-                                         overlap=args.overlap))
+                                         min_confidence=args.min_confidence, keep_fraction=args.keep_fraction,
+                                         measure=args.measure, overlap=args.overlap))
     if args.progress != "json":
         print(json.dumps(summary, indent=2))
     return 0

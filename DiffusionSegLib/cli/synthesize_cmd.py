@@ -7,9 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..synthesize.options import DEFAULT_MIN_CONFIDENCE, SynthesizeOptions
+from ..synthesize.options import DEFAULT_KEEP_FRACTION, DEFAULT_MIN_CONFIDENCE, SynthesizeOptions
 from ..vocabulary import CONFIDENCE_MEASURES
-from .common import add_runtime_options, defaults_of, positive_int
+from .common import add_runtime_options, defaults_of, fraction, positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -44,6 +44,9 @@ def add_pseudo_label_options(p: argparse.ArgumentParser, what: str, overlap: flo
                         f"{DEFAULT_MIN_CONFIDENCE['segmentation']:g} segmentation, "
                         f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks: the smallest landmark's heatmap "
                         "peak mass)")
+    p.add_argument("--keep-fraction", type=fraction, default=DEFAULT_KEEP_FRACTION, metavar="F",
+                   help=f"of all the labeled images keep at most this fraction, the most confident first, "
+                        f"after --min-confidence (default {DEFAULT_KEEP_FRACTION:g}: the threshold alone decides)")
     p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="segmentation: foreground (default; mean top class probability over the pixels "
                         "predicted as a class) or image (over all pixels); landmarks: peak")
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
     summary = synthesize(SynthesizeOptions(
         pretrained=args.pretrained, model=args.model, out=args.out, count=args.count, steps=args.steps,
-        batch_size=args.batch_size, min_confidence=args.min_confidence, measure=args.measure,
+        batch_size=args.batch_size, min_confidence=args.min_confidence, keep_fraction=args.keep_fraction,
+        measure=args.measure,
         keep_rejected=args.keep_rejected, overlap=args.overlap, seed=args.seed, device=args.device,
         precision=args.precision, progress=args.progress))
     if args.progress != "json":

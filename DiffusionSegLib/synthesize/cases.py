@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import os
 import shutil
 from pathlib import Path
 
 import SimpleITK as sitk
 
 from ..atomic import write_atomic, write_json_atomic, write_text_atomic
+from ..errors import UserError
 from ..imageio import write_image
 from ..labels import write_seg_nrrd
 from ..landmarks import write_mrk_json
@@ -27,6 +30,42 @@ from .confidence import Labeled
 
 def case_folder(root: Path, kept: bool) -> Path:
     return root if kept else root / "rejected"
+
+
+BELOW_THRESHOLD = "below min_confidence"
+NOT_AMONG_SUREST = "not among the keep_fraction most confident"
+
+
+def check_keep_fraction(keep_fraction: float) -> None:
+    """Checked before any work: a bad value must not surface after an hour of labeling."""
+    if not 0.0 < keep_fraction <= 1.0:
+        raise UserError(f"the keep fraction must be above 0 and at most 1, not {keep_fraction:g}.",
+                        fix="pass --keep-fraction between 0 and 1 (1: the threshold alone decides).")
+
+
+def choose_kept(rows: list[dict], unusable: set[str], min_confidence: float, keep_fraction: float) -> None:
+    """Set each row's ``kept`` and ``reason``. A case is kept when it is usable (not in ``unusable``),
+    its ``confidence`` is at least ``min_confidence``, and it is among the ceil(keep_fraction * len(rows))
+    most confident of all the rows (ties: the earlier row first). A row's existing ``reason`` (why it is
+    unusable) is kept."""
+    check_keep_fraction(keep_fraction)
+    passing = [r for r in rows if r["case"] not in unusable and r["confidence"] >= min_confidence]
+    room = math.ceil(keep_fraction * len(rows) - 1e-9)
+    surest = {r["case"] for r in sorted(passing, key=lambda r: -r["confidence"])[:room]}
+    for r in rows:
+        r["kept"] = r["case"] in surest
+        if r["case"] not in unusable:
+            r["reason"] = "" if r["kept"] else BELOW_THRESHOLD if r["confidence"] < min_confidence \
+                else NOT_AMONG_SUREST
+
+
+def promote(root: Path, files: list[Path]) -> None:
+    """Move a kept case's files from ``root/rejected/<images|labels>/`` to ``root/<images|labels>/``.
+    Cases are first written to ``rejected/``: a relative filter decides only once every case is labeled."""
+    for path in files:
+        target = root / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
 
 
 def write_label(model: LoadedModel, labeled: Labeled, folder: Path, case: str) -> Path:
@@ -83,12 +122,12 @@ def _flatten(row: dict, prefix: str = "") -> dict:
     return out
 
 
-def confidence_summary(rows: list[dict], min_confidence: float, measure: str) -> dict:
+def confidence_summary(rows: list[dict], min_confidence: float, measure: str, keep_fraction: float) -> dict:
     """Counts and the distribution of the confidence (quartiles), for the report and the logs."""
     import numpy as np
 
     values = np.array([r["confidence"] for r in rows], dtype=float)
     quartiles = np.percentile(values, [0, 25, 50, 75, 100]).round(4).tolist() if len(values) else []
-    return {"min_confidence": min_confidence, "measure": measure, "total": len(rows),
+    return {"min_confidence": min_confidence, "keep_fraction": keep_fraction, "measure": measure, "total": len(rows),
             "kept": sum(1 for r in rows if r["kept"]), "rejected": sum(1 for r in rows if not r["kept"]),
             "confidence_quartiles": quartiles}

@@ -14,6 +14,7 @@ models get 0..1000), so ``finetune`` and ``predict`` read them like any image.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,8 @@ from ..training.device import Precision, choose_device
 from ..training.guard import CommandGuard
 from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
-from .cases import case_folder, confidence_summary, write_label, write_new_image, write_report
+from .cases import (case_folder, check_keep_fraction, choose_kept, confidence_summary, promote, write_label,
+                    write_new_image, write_report)
 from .confidence import check_measure, label_image
 from .options import DEFAULT_MIN_CONFIDENCE, SynthesizeOptions  # SynthesizeOptions imported from here too
 
@@ -98,6 +100,7 @@ def synthesize(opts: SynthesizeOptions) -> dict:
     reporter = Reporter("synthesize", opts.progress)
     with CommandGuard(reporter, out):
         check_output_folder(out)
+        check_keep_fraction(opts.keep_fraction)
         summary = _synthesize(opts, out, reporter)
     reporter.log(f"kept {summary['kept']} of {summary['total']} "
                  f"(confidence quartiles {summary['confidence_quartiles']})")
@@ -121,6 +124,8 @@ def _synthesize(opts: SynthesizeOptions, out: Path, reporter: Reporter) -> dict:
                  f"{len(batches)} batch(es) of {opts.steps} DDIM steps; keeping {task.kind} labels with "
                  f"{measure} confidence >= {threshold:g}")
     rows: list[dict] = []
+    files: dict[str, list[Path]] = {}
+    unusable: set[str] = set()
     with staged_folder(out) as tmp:
         index = 0
         for b, size in enumerate(batches):
@@ -138,17 +143,22 @@ def _synthesize(opts: SynthesizeOptions, out: Path, reporter: Reporter) -> dict:
                 image = to_image(pixels, prep.normalisation, spacing)
                 labeled = label_image(task, image, measure=measure, min_confidence=threshold,
                                       overlap=opts.overlap)
-                kept = labeled.usable and labeled.confidence >= threshold
-                row = {"case": case, "confidence": round(labeled.confidence, 4), "kept": kept,
-                       "reason": labeled.reason or ("" if kept else "below min_confidence"), **labeled.details}
-                if kept or opts.keep_rejected:
-                    folder = case_folder(tmp, kept)
-                    write_new_image(image, folder, case)
-                    write_label(task, labeled, folder, case)
-                    row["folder"] = "." if kept else "rejected"
-                rows.append(row)
+                staging = case_folder(tmp, kept=False)   # promoted below once every case has its confidence
+                files[case] = [write_new_image(image, staging, case), write_label(task, labeled, staging, case)]
+                if not labeled.usable:
+                    unusable.add(case)
+                rows.append({"case": case, "confidence": round(labeled.confidence, 4), "kept": False,
+                             "reason": labeled.reason, **labeled.details})
                 index += 1
-        stats = confidence_summary(rows, threshold, measure)
+        choose_kept(rows, unusable, threshold, opts.keep_fraction)
+        for row in rows:
+            if row["kept"]:
+                promote(tmp, files[row["case"]])
+            if row["kept"] or opts.keep_rejected:
+                row["folder"] = "." if row["kept"] else "rejected"
+        if not opts.keep_rejected:
+            shutil.rmtree(case_folder(tmp, kept=False), ignore_errors=True)
+        stats = confidence_summary(rows, threshold, measure, opts.keep_fraction)
         summary = {"pretrained": str(opts.pretrained), "model": str(opts.model), "kind": task.kind,
                    "count": opts.count, "steps": opts.steps, "batch_size": opts.batch_size, "seed": opts.seed,
                    "spacing": spacing, **stats, "out": str(out)}

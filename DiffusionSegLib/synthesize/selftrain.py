@@ -33,7 +33,7 @@ from ..training.checkpoint import WEIGHTS_NAME, load_model_config
 from ..training.guard import CommandGuard
 from ..training.outputs import fresh_folder
 from ..training.progress import Reporter, new_run_dir
-from .cases import case_folder, confidence_summary, link_image, write_label, write_report
+from .cases import case_folder, check_keep_fraction, choose_kept, confidence_summary, link_image, promote, write_label, write_report
 from .confidence import check_measure, label_image
 from .options import DEFAULT_MIN_CONFIDENCE, SelftrainOptions  # SelftrainOptions imported from here too
 
@@ -41,27 +41,33 @@ REPORT_NAME = "pseudo"
 
 
 def pseudo_label(model_dir: Path, images: list[Path], folder: Path, *, measure: str | None,
-                 min_confidence: float | None, overlap: float, device: str, precision: str,
-                 reporter: Reporter) -> dict:
-    """Label ``images`` with ``model_dir``; confident cases into ``folder`` (images/ + labels/), the
-    others into ``folder/rejected``; report ``pseudo.json``/``pseudo.csv``. Returns the summary."""
+                 min_confidence: float | None, keep_fraction: float, overlap: float, device: str,
+                 precision: str, reporter: Reporter) -> dict:
+    """Label ``images`` with ``model_dir``; the kept cases (see ``choose_kept``) into ``folder``
+    (images/ + labels/), the others into ``folder/rejected``; report ``pseudo.json``/``pseudo.csv``.
+    Returns the summary."""
     model = load_task_model(model_dir, device, precision)
     measure = check_measure(model.kind, measure)
     threshold = DEFAULT_MIN_CONFIDENCE[model.kind] if min_confidence is None else min_confidence
-    rows = []
+    rows, files, unusable = [], {}, set()
     for i, path in enumerate(images):
         case = case_name(path)
         image = read_image(path)
         labeled = label_image(model, image, measure=measure, min_confidence=threshold, overlap=overlap)
-        kept = labeled.usable and labeled.confidence >= threshold
-        target = case_folder(folder, kept)
-        link_image(path, target, case, image)
-        write_label(model, labeled, target, case)
-        rows.append({"case": case, "image": str(path), "confidence": round(labeled.confidence, 4), "kept": kept,
-                     "reason": labeled.reason or ("" if kept else "below min_confidence"),
-                     "folder": "." if kept else "rejected", **labeled.details})
+        staging = case_folder(folder, kept=False)   # promoted below once every case has its confidence
+        files[case] = [link_image(path, staging, case, image), write_label(model, labeled, staging, case)]
+        if not labeled.usable:
+            unusable.add(case)
+        rows.append({"case": case, "image": str(path), "confidence": round(labeled.confidence, 4), "kept": False,
+                     "reason": labeled.reason, **labeled.details})
         reporter.progress(i + 1, len(images))
-    summary = {"model": str(model_dir), "kind": model.kind, **confidence_summary(rows, threshold, measure)}
+    choose_kept(rows, unusable, threshold, keep_fraction)
+    for row in rows:
+        if row["kept"]:
+            promote(folder, files[row["case"]])
+        row["folder"] = "." if row["kept"] else "rejected"
+    summary = {"model": str(model_dir), "kind": model.kind,
+               **confidence_summary(rows, threshold, measure, keep_fraction)}
     write_report(folder, REPORT_NAME, summary, rows)
     return summary
 
@@ -82,6 +88,7 @@ def selftrain(opts: SelftrainOptions) -> dict:
     with CommandGuard(reporter, out) as guard:  # a failure leaves nothing half-written, as finetune
         if opts.rounds < 1:
             raise UserError(f"--rounds must be 1 or more, not {opts.rounds}.", fix="pass --rounds 1 or 2.")
+        check_keep_fraction(opts.keep_fraction)
         suffixes = SEGMENTATION_SUFFIXES if base.task == "segmentation" else LANDMARK_SUFFIXES
         labeled = {c.name for c in labeled_cases(base.images, base.annotations, suffixes)}
         unlabeled = [p for p in list_images(base.images) if case_name(p) not in labeled]
@@ -120,14 +127,15 @@ def _rounds(opts: SelftrainOptions, out: Path, run_dir: Path, reporter: Reporter
         folder = run_dir / f"round_{r}" / "pseudo"
         reporter.log(f"round {r}: pseudo-labeling {len(unlabeled)} unlabeled image(s) with {model_dir}")
         stats = pseudo_label(model_dir, unlabeled, folder, measure=opts.measure, min_confidence=opts.min_confidence,
-                             overlap=opts.overlap, device=base.device, precision=base.precision,
+                             keep_fraction=opts.keep_fraction, overlap=opts.overlap, device=base.device, precision=base.precision,
                              reporter=Reporter("pseudo-label", "none"))
         entry = {"round": r, "pseudo": str(folder), **{k: stats[k] for k in
-                 ("kept", "rejected", "min_confidence", "measure", "confidence_quartiles")}, "model": None}
+                 ("kept", "rejected", "min_confidence", "keep_fraction", "measure",
+                                   "confidence_quartiles")}, "model": None}
         record["rounds"].append(entry)
         reporter.emit("output", round=r, path=str(folder), kept=stats["kept"], rejected=stats["rejected"])
         if stats["kept"] == 0:
-            reporter.log(f"round {r}: no pseudo-label reached confidence {stats['min_confidence']:g}; the "
+            reporter.log(f"round {r}: no usable pseudo-label reached confidence {stats['min_confidence']:g}; the "
                          f"round {r - 1} model is the result (see {folder / (REPORT_NAME + '.csv')})")
             save_record()
             break
@@ -140,7 +148,8 @@ def _rounds(opts: SelftrainOptions, out: Path, run_dir: Path, reporter: Reporter
         reporter.progress(r + 1, opts.rounds + 1)
     _install_model(model_dir, out, {"rounds": opts.rounds, "final_round": record["final_round"],
                                     "run": str(run_dir), "pseudo_labels": [
-                                        {k: e[k] for k in ("round", "kept", "rejected", "min_confidence")}
+                                        {k: e[k] for k in ("round", "kept", "rejected", "min_confidence",
+                                                           "keep_fraction")}
                                         for e in record["rounds"][1:]]})
     summary = {"out": str(out), "run": str(run_dir), "final_round": record["final_round"],
                "rounds": record["rounds"], "seconds": round(time.monotonic() - t0, 1)}

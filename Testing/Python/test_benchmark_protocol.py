@@ -248,17 +248,23 @@ def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_pa
     common = ["--data", str(data), "--pretrained", str(pretrained), "--work", str(tmp_path / "work"),
               "--methods", "selftrain", "--ns", "2", "--seeds", "0", *TINY]
 
-    _run_benchmark(monkeypatch, [*common, "--validate", "2", "--iterations", "2",
-                                 "--out", str(results / "validation" / "grid")])
-    (record,) = json.loads((results / "validation" / "grid.json").read_text())["records"]
+    # The keep fraction is a setting of selftrain, swept on validation like the learning rate.
+    _run_benchmark(monkeypatch, [*common, "--validate", "2", "--iterations", "2", "--keep-fraction", "1", "0.5",
+                                 "--min-confidence", "0", "--out", str(results / "validation" / "grid")])
+    record, half = json.loads((results / "validation" / "grid.json").read_text())["records"]
     held = json.loads((results / "validation" / "grid.json").read_text())["scored_cases"]["validation"]
-    (pseudo,) = labeled_now
+    pseudo, _ = labeled_now
     assert set(pseudo) == set(splits["train"]) - set(held) - set(record["cases"]), \
         "the pool is the training cases neither drawn nor held out"
     assert record["selftrain"]["rounds"] == 1 and record["selftrain"]["pool"] == len(splits["train"]) - 2
     (round_1,) = record["selftrain"]["pseudo_labels"]
     assert round_1["kept"] + round_1["rejected"] == len(pseudo) and round_1["round"] == 1
     assert record["pretraining"]["training"]["images"] == 12 and record["iterations"] == 2
+    assert (record["keep_fraction"], half["keep_fraction"]) == (1.0, 0.5)
+    assert round_1["kept"] == len(pseudo) and half["selftrain"]["pseudo_labels"][0]["kept"] == -(-len(pseudo) // 2)
+    report.choose_settings(results / "validation", report.ISBI)
+    chosen = json.loads((results / "choice.json").read_text())["choice"]["selftrain"]["2"]
+    assert chosen["keep_fraction"] in (1.0, 0.5)
 
     # Test with a choice that has ddpm's settings only: selftrain runs them.
     choice = results / "choice.json"
@@ -268,6 +274,7 @@ def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_pa
     predicted = _run_benchmark(monkeypatch, [*common, "--settings", str(choice), "--out", str(results / "test" / "g")])
     (record,) = json.loads((results / "test" / "g.json").read_text())["records"]
     assert (record["learning_rate"], record["iterations"], record["augmentation"]) == (3e-3, 3, "none")
+    assert record["keep_fraction"] == 1.0, "ddpm's settings have no keep fraction: selftrain's default"
     (pseudo,) = labeled_now
     assert set(pseudo) == set(splits["train"]) - set(record["cases"])
     assert set(predicted) == set(splits["test1"]) | set(splits["test2"]) and not set(pseudo) & set(predicted)

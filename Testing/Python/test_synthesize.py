@@ -20,7 +20,10 @@ from DiffusionSegLib.imageio import read_image
 from DiffusionSegLib.labels import read_segmentation
 from DiffusionSegLib.landmarks import points_outside, read_landmarks
 from DiffusionSegLib.sample_data import generate_sample_dataset
+from DiffusionSegLib.synthesize.cases import BELOW_THRESHOLD, NOT_AMONG_SUREST, choose_kept
 from DiffusionSegLib.synthesize.run import SynthesizeOptions, synthesize
+from DiffusionSegLib.synthesize.selftrain import pseudo_label
+from DiffusionSegLib.training.progress import Reporter
 from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain
 from blind_baselines import shifted_sample_dataset
 
@@ -98,6 +101,54 @@ def test_synthesize_segmentation_cases_and_report(models, tmp_path):
     # The drawn images have the network grid of the fine-tuning cases (32 px over 358 mm).
     spacing = read_image(next((tmp_path / "all" / "images").glob("*.nrrd"))).GetSpacing()
     assert report["spacing"] == pytest.approx(list(spacing)) and spacing[0] > 5
+
+
+def test_choose_kept_threshold_then_surest_fraction():
+    rows = [{"case": c, "confidence": v, "reason": ""} for c, v in
+            [("a", 0.95), ("b", 0.5), ("c", 0.99), ("d", 0.97), ("e", 0.97), ("f", 0.1)]]
+    rows[5]["reason"] = "no foreground predicted"
+    choose_kept(rows, {"f"}, min_confidence=0.9, keep_fraction=0.5)   # room: 3 of 6; 4 pass the threshold
+    assert {r["case"] for r in rows if r["kept"]} == {"c", "d", "e"}    # tie at 0.97: both fit
+    reasons = {r["case"]: r["reason"] for r in rows}
+    assert reasons == {"a": NOT_AMONG_SUREST, "b": BELOW_THRESHOLD, "c": "", "d": "", "e": "",
+                       "f": "no foreground predicted"}
+    choose_kept(rows, {"f"}, min_confidence=0.9, keep_fraction=0.34)  # ceil(2.04) = 3
+    assert sum(r["kept"] for r in rows) == 3
+    choose_kept(rows, {"f"}, min_confidence=0.0, keep_fraction=1.0)   # the threshold alone; unusable never kept
+    assert [r["kept"] for r in rows] == [True] * 5 + [False]
+    for bad in (0.0, 1.5, -1):
+        with pytest.raises(UserError, match="keep fraction"):
+            choose_kept(rows, set(), 0.0, bad)
+
+
+def test_keep_fraction_keeps_the_most_confident(dataset, models, tmp_path, capsys):
+    """synthesize and selftrain's pseudo-labelling keep the surest fraction of what they label, the
+    others go to rejected/ (or nowhere with --no-rejected); a bad fraction fails before any work."""
+    synthesize(options(models, tmp_path / "frac", min_confidence=0.0, keep_fraction=0.4, keep_rejected=False))
+    report = json.loads((tmp_path / "frac" / "synthesize.json").read_text())
+    by_confidence = sorted(report["cases"], key=lambda r: -r["confidence"])
+    assert report["keep_fraction"] == 0.4 and report["kept"] == 2
+    assert all(r["kept"] for r in by_confidence[:2]) and not any(r["kept"] for r in by_confidence[2:])
+    assert sorted(p.name for p in (tmp_path / "frac" / "images").iterdir()) == \
+        sorted(f"{r['case']}.nrrd" for r in by_confidence[:2])
+    assert not (tmp_path / "frac" / "rejected").exists()
+
+    images = sorted((dataset / "images").glob("*.nrrd"))[:4]
+    folder = tmp_path / "pseudo"
+    stats = pseudo_label(models["seg"], images, folder, measure=None, min_confidence=0.0, keep_fraction=0.5,
+                         overlap=0.5, device="cpu", precision="fp32", reporter=Reporter("pseudo-label", "none"))
+    rows = json.loads((folder / "pseudo.json").read_text())["cases"]
+    assert stats["kept"] == 2 and stats["rejected"] == 2 and stats["keep_fraction"] == 0.5
+    least_kept = min(r["confidence"] for r in rows if r["kept"])
+    assert all(r["confidence"] <= least_kept for r in rows if not r["kept"])
+    for row in rows:   # every case sits where the report says, image and label together
+        where = folder if row["kept"] else folder / "rejected"
+        assert (where / "images" / Path(row["image"]).name).is_file()
+        assert (where / "labels" / f"{row['case']}.seg.nrrd").is_file()
+
+    code = main(["synthesize", "--pretrained", str(models["pretrained"]), "--model", str(models["seg"]),
+                 "--out", str(tmp_path / "bad"), "--keep-fraction", "1.5", "--device", "cpu", "--progress", "none"])
+    assert code == 2 and "--keep-fraction" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_synthesize_landmarks_and_cli(models, tmp_path, capsys):
