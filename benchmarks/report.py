@@ -327,12 +327,38 @@ PAIRS = (("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
          ("selftrain-r0-inductive", "supervised"), ("selftrain-r0-inductive", "ddpm"))
 
 
+def validated_only(records: list[dict], choice_path: Path) -> tuple[list[dict], list[str]]:
+    """Where a draw of a method, N and recipe was run at several (learning rate, steps), keep the run at the
+    setting ``choice.json`` holds now (a later validation sweep can change it; the older runs stay on disk
+    and are named in the notes). Returns (records kept, one line per set of runs left out)."""
+    if not choice_path.is_file():
+        return records, []
+    choice = json.loads(choice_path.read_text())["choice"]
+    draw = lambda r: (r["method"], r["n"], recipe_label(r), r["seed"])  # noqa: E731
+    setting = lambda r: (r["learning_rate"], r["iterations"])  # noqa: E731
+    settings_of: dict[tuple, set] = {}
+    for r in records:
+        settings_of.setdefault(draw(r), set()).add(setting(r))
+    kept, left_out = [], {}
+    for r in records:
+        chosen = choice.get(r["method"], {}).get(str(r["n"]))
+        validated = chosen and (chosen["learning_rate"], chosen["iterations"])
+        if validated in settings_of[draw(r)] and setting(r) != validated:
+            key = f"{r['method']} N={r['n']} lr {r['learning_rate']:g} {r['iterations']} steps"
+            left_out[key] = left_out.get(key, 0) + 1
+        else:
+            kept.append(r)
+    return kept, [f"{k} ({v} run{'s' if v > 1 else ''})" for k, v in left_out.items()]
+
+
 def protocol_test(folder: Path, protocol: Protocol = JSRT, pairs=PAIRS) -> str:
     """Test means per method and N, and the paired bootstrap 95% CI of (A - B) over draws, beside the targets.
     ``selftrain-r0`` is a selftrain run's round 0 (a ddpm fine-tuning); ``-inductive``: see INDUCTIVE."""
     metric = protocol.metric
     records, invocations = gather(folder, INDUCTIVE)
-    records = by_recipe([r for r in records if r.get("scored_on", "test") == "test"])
+    records, left_out = validated_only([r for r in records if r.get("scored_on", "test") == "test"],
+                                       folder.parent / "choice.json")
+    records = by_recipe(records)
     methods = sorted({r["method"] for r in records})
     # Each base pair (ddpm, supervised) covers every recipe of its methods (ddpm (mild), ddpm (strong)).
     variants = lambda m: [x for x in methods if x.split(" (")[0] == m]  # noqa: E731
@@ -366,6 +392,10 @@ def protocol_test(folder: Path, protocol: Protocol = JSRT, pairs=PAIRS) -> str:
                          f"{protocol.meets(a, b, result)} |")
     text += ["## Paired differences over draws (10,000 bootstrap resamples of the draws, seed 0)",
              "\n".join(lines), *protocol.notes(records, methods)]
+    if left_out:
+        text.append("Test runs at a setting that is no longer the validated one (`choice.json`), left out of the "
+                    "tables above because the same draws were run again at the validated setting: "
+                    + "; ".join(left_out) + ".")
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(records, metric.key, f"test {metric.axis}", protocol.title, folder / "summary.png",
          scale=metric.scale)
