@@ -195,6 +195,12 @@ def table(records: list[dict], metric: str, label: str, scale: float = 1.0, digi
     return "\n".join(lines)
 
 
+#: The protocol's methods that fine-tune twice, the second time on pseudo-labels (selftrain: of the training
+#: pool's unlabeled images; synthesize: of images drawn from the DDPM model): their round 0 is scored too, and
+#: the keep fraction of the pseudo-labels is one of their settings.
+PSEUDO_LABELING = ("selftrain", "synthesize")
+
+
 def recipe_of(method: str, recorded: str | None) -> str:
     """The augmentation recipe of a record or a validation choice. Those from before augmentation became
     a setting carry none: each method then had one recipe, the supervised U-Net its own (strong),

@@ -9,7 +9,9 @@ segmentation_hippocampus.py.
   ``random`` the same U-Net from random weights (the product's ``finetune`` and
   ``predict``), ``selftrain`` runs the product's ``selftrain`` from the DDPM model on the
   training pool (the labeled draw plus the pool's other images, unlabeled; never the scored
-  cases), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py, all
+  cases), ``synthesize`` is PTDR's artificial labeled data (fine-tune on the draw, draw images
+  from the DDPM model with the product's ``synthesize``, label them with that model, fine-tune
+  again on real + drawn cases), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py, all
   on the benchmark's network grid (``Grid``: 2D images resized whole, or 3D volumes
   resampled to a spacing and trained on patches);
 - the fields every record carries beside its scores (``Run.record``): the settings it ran
@@ -28,10 +30,11 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from benchmarks.common import link_subset, pretraining_record, recipe_of
+from benchmarks.common import PSEUDO_LABELING, link_subset, pretraining_record, recipe_of
 from benchmarks.supervised_unet import SupervisedOptions, Task, predict_folder, train
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.run import PredictOptions, predict
+from DiffusionSegLib.synthesize.run import SynthesizeOptions, synthesize
 from DiffusionSegLib.synthesize.selftrain import SelftrainOptions, selftrain
 from DiffusionSegLib.vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION
 
@@ -64,10 +67,12 @@ def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: lis
     p.add_argument("--selftrain-rounds", type=int, default=SelftrainOptions.rounds,
                    help="rounds of method selftrain (pseudo-label the pool, fine-tune again)")
     p.add_argument("--min-confidence", type=float,
-                   help="method selftrain: the pseudo-label threshold (default: the product's, per task)")
+                   help="methods selftrain and synthesize: the pseudo-label threshold (default: the product's)")
     p.add_argument("--keep-fraction", type=float, nargs="+", default=[SelftrainOptions.keep_fraction],
-                   help="method selftrain: keep the surest fraction of the pool's pseudo-labels (selftrain "
-                        "--keep-fraction); one value, or a grid to sweep")
+                   help="methods selftrain and synthesize: keep the surest fraction of the pseudo-labels "
+                        "(--keep-fraction of the product); one value, or a grid to sweep")
+    p.add_argument("--synthesize-count", type=int, default=128,
+                   help="method synthesize: images drawn from the DDPM model (about the size of a training pool)")
     p.add_argument("--preset", default=preset, help="for random init (must match the pretrained model)")
     if image_size is not None:
         p.add_argument("--image-size", type=int, nargs=2, default=image_size)
@@ -85,7 +90,7 @@ def check_inputs(args, dataset: str) -> None:
     """Exit with the fix when the data or a method's pretrained model is missing."""
     if not args.data.is_dir():
         sys.exit(f"error: {args.data}: {dataset} data not found. Fix: pass --data (see ../shared/data/README.md).")
-    for method in ("ddpm", "selftrain"):
+    for method in ("ddpm", *PSEUDO_LABELING):
         if method in args.methods and args.pretrained is None:
             sys.exit(f"error: method '{method}' needs --pretrained MODEL_DIR.")
     if "other" in args.methods and args.pretrained_other is None:
@@ -93,7 +98,7 @@ def check_inputs(args, dataset: str) -> None:
 
 
 #: Methods whose settings, when a choice.json has none for them, are those of another method.
-SETTINGS_OF = {"selftrain": "ddpm"}
+SETTINGS_OF = {"selftrain": "ddpm", "synthesize": "ddpm"}
 
 
 def variants_for(args):
@@ -112,9 +117,9 @@ def variants_for(args):
                      **({} if method == "supervised"
                         else {"augmentation": recipe_of(method, setting.get("augmentation"))}),
                      **({"keep_fraction": setting.get("keep_fraction", SelftrainOptions.keep_fraction)}
-                        if method == "selftrain" else {})}]
+                        if method in PSEUDO_LABELING else {})}]
         augmentations = [None] if method == "supervised" else args.augmentation  # the baseline has its own
-        fractions = args.keep_fraction if method == "selftrain" else [None]
+        fractions = args.keep_fraction if method in PSEUDO_LABELING else [None]
         return [{"learning_rate": lr, "iterations": it, **({} if a is None else {"augmentation": a}),
                  **({} if f is None else {"keep_fraction": f})}
                 for lr in args.lr for it in args.iterations for a in augmentations for f in fractions]
@@ -165,12 +170,12 @@ class Run:
         self.learning_rate, self.iterations = variant["learning_rate"], variant["iterations"]
         # The supervised baseline always has its own (strong) recipe; the DiffusionSeg methods sweep theirs.
         self.augmentation = SupervisedOptions.augmentation if method == "supervised" else variant["augmentation"]
-        self.keep_fraction = variant.get("keep_fraction")   # method selftrain only
+        self.keep_fraction = variant.get("keep_fraction")   # PSEUDO_LABELING methods only
         self.folder = args.work / (f"{method}-n{n}-s{seed}-lr{self.learning_rate:g}-it{self.iterations}-"
                                    f"{self.augmentation}" + (f"-keep{self.keep_fraction:g}" if self.keep_fraction
                                                              else ""))
         shutil.rmtree(self.folder, ignore_errors=True)
-        self.pretrained = {"ddpm": args.pretrained, "selftrain": args.pretrained,
+        self.pretrained = {"ddpm": args.pretrained, "selftrain": args.pretrained, "synthesize": args.pretrained,
                            "other": args.pretrained_other}.get(method)
 
     def pool_of(self, cases: list[str], src: Path, suffix: str) -> Path | None:
@@ -219,9 +224,30 @@ class Run:
                                                               "keep_fraction", "measure", "confidence_quartiles")}
                                            for r in done["rounds"][1:]]}
             self.summary = {"final_loss": None}   # several fine-tunings: each round's loss is in its own run folder
+        elif self.method == "synthesize":
+            self._synthesize(finetuning)
         else:
             self.summary = finetune(finetuning)
         self.train_seconds = time.monotonic() - self.started
+
+    def _synthesize(self, finetuning: FinetuneOptions) -> None:
+        """PTDR: round 0 on the draw; ``--synthesize-count`` images drawn from the DDPM model (DDIM, seeded by
+        the draw) and labeled by round 0, the confident ones kept; round 1 from the DDPM model on real + drawn."""
+        args = self.args
+        self.round_0 = self.folder / "round_0"
+        finetune(replace(finetuning, out=self.round_0))
+        drawn = self.folder / "drawn"
+        done = synthesize(SynthesizeOptions(pretrained=self.pretrained, model=self.round_0, out=drawn,
+                                            count=args.synthesize_count, seed=self.seed,
+                                            min_confidence=args.min_confidence, keep_fraction=self.keep_fraction,
+                                            keep_rejected=False, device=args.device, progress="none"))
+        self.extra["synthesize"] = {k: done[k] for k in ("count", "steps", "kept", "rejected", "min_confidence",
+                                                         "keep_fraction", "measure", "confidence_quartiles")}
+        if done["kept"]:
+            self.summary = finetune(replace(finetuning, extra=[*finetuning.extra, drawn]))
+        else:   # nothing confident to learn from: the result is round 0, as selftrain does
+            shutil.copytree(self.round_0, finetuning.out)
+            self.summary = {"final_loss": None}
 
     def predict(self, images: Path, out: Path, model: Path | None = None) -> Path:
         """The trained method's predictions of ``images`` in ``out``; ``model``: another of the run's

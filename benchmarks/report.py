@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import paired_bootstrap, plot, recipe_of, table  # noqa: E402
+from benchmarks.common import PSEUDO_LABELING, paired_bootstrap, plot, recipe_of, table  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -150,9 +150,9 @@ def augmentation_of(record: dict) -> str:
 
 
 def keep_fraction_of(record: dict) -> float | None:
-    """A selftrain record's pseudo-label keep fraction (records from before it was a setting kept every
+    """A selftrain or synthesize record's pseudo-label keep fraction (records from before it was a setting kept every
     pseudo-label above the threshold: 1); None for the other methods."""
-    if record["method"].split("-inductive")[0] != "selftrain":
+    if record["method"].split("-inductive")[0] not in PSEUDO_LABELING:
         return None
     return record.get("keep_fraction") or 1.0
 
@@ -324,7 +324,8 @@ INDUCTIVE = {"inductive_": "-inductive"}
 PAIRS = (("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
          ("selftrain", "supervised"), ("selftrain", "selftrain-r0"), ("selftrain", "ddpm"),
          ("selftrain-inductive", "supervised"), ("selftrain-inductive", "selftrain-r0-inductive"),
-         ("selftrain-r0-inductive", "supervised"), ("selftrain-r0-inductive", "ddpm"))
+         ("selftrain-r0-inductive", "supervised"), ("selftrain-r0-inductive", "ddpm"),
+         ("synthesize", "supervised"), ("synthesize", "synthesize-r0"), ("selftrain", "synthesize"))
 
 
 def validated_only(records: list[dict], choice_path: Path) -> tuple[list[dict], list[str]]:

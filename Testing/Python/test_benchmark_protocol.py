@@ -280,14 +280,11 @@ def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_pa
     assert set(predicted) == set(splits["test1"]) | set(splits["test2"]) and not set(pseudo) & set(predicted)
 
 
-def test_jsrt_selftrain_scores_its_round_0_and_the_report_pairs_them(tmp_path, monkeypatch):
-    """segmentation_jsrt.py with method selftrain scores the final model and its round 0 (the plain fine-tuning it
-    started from) on the same test cases; report.py shows round 0 as method selftrain-r0 and pairs the two."""
-    from benchmarks import segmentation_jsrt
-
+def jsrt_like(tmp_path: Path) -> tuple[Path, Path]:
+    """10 phantoms laid out like ../shared/data/jsrt-256 (8-bit PNGs), and a 2-step tiny pretraining on them."""
     phantoms, data = tmp_path / "phantoms", tmp_path / "jsrt"
     generate_sample_dataset(phantoms, dims=2, n_cases=10, size=(64, 64))
-    for folder in ("images", "labels"):   # laid out like ../shared/data/jsrt-256: 8-bit PNGs
+    for folder in ("images", "labels"):
         (data / folder).mkdir(parents=True)
         for path in sorted((phantoms / folder).glob("*.nrrd")):
             image = sitk.ReadImage(str(path))
@@ -296,6 +293,46 @@ def test_jsrt_selftrain_scores_its_round_0_and_the_report_pairs_them(tmp_path, m
     pretrained = tmp_path / "pretrained"
     pretrain(PretrainOptions(images=data / "images", out=pretrained, preset="tiny", iterations=2, batch_size=2,
                              image_size=[32, 32], checkpoint_every=2, device="cpu", progress="none"))
+    return data, pretrained
+
+
+def test_jsrt_synthesize_method_learns_from_drawn_cases_and_scores_round_0(tmp_path, monkeypatch):
+    """Method synthesize (PTDR): round 0 on the draw, images drawn from the DDPM model and labeled by round 0,
+    round 1 on real + drawn; both rounds scored on the same test cases; the record says what was drawn and kept."""
+    from benchmarks import segmentation_jsrt
+
+    data, pretrained = jsrt_like(tmp_path)
+    extras = []
+    real_finetune = protocol.finetune
+
+    def spy(options):
+        extras.append([Path(e) for e in options.extra])
+        return real_finetune(options)
+
+    monkeypatch.setattr(protocol, "finetune", spy)
+    results = tmp_path / "jsrt_protocol" / "test"
+    predicted = _run_benchmark(monkeypatch, [
+        "--data", str(data), "--pretrained", str(pretrained), "--work", str(tmp_path / "work"), "--methods",
+        "synthesize", "--ns", "1", "--seeds", "0", "--iterations", "2", "--image-size", "32", "32", "--preset",
+        "tiny", "--synthesize-count", "3", "--min-confidence", "0", "--keep-fraction", "0.5", "--device", "cpu",
+        "--out", str(results / "grid")], segmentation_jsrt)
+    _, test = split(sorted(case_name(p) for p in (data / "images").iterdir()))
+    assert sorted(predicted) == sorted(test * 2), "the final model and round 0 predict the test half"
+    (record,) = json.loads((results / "grid.json").read_text())["records"]
+    assert record["synthesize"]["count"] == 3 and record["synthesize"]["kept"] == 2   # ceil(0.5 * 3)
+    assert record["keep_fraction"] == 0.5 and set(record["round_0"]) == {"mIoU", "mean_dice", "per_class"}
+    assert len(extras) == 2 and extras[0] == [] and [e.name for e in extras[1]] == ["drawn"]
+    report.protocol_test(results, report.JSRT)
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["differences"]["synthesize - synthesize-r0"]["1"]["pairs"] == 1
+
+
+def test_jsrt_selftrain_scores_its_round_0_and_the_report_pairs_them(tmp_path, monkeypatch):
+    """segmentation_jsrt.py with method selftrain scores the final model and its round 0 (the plain fine-tuning it
+    started from) on the same test cases; report.py shows round 0 as method selftrain-r0 and pairs the two."""
+    from benchmarks import segmentation_jsrt
+
+    data, pretrained = jsrt_like(tmp_path)
     results = tmp_path / "jsrt_protocol" / "test"
     predicted = _run_benchmark(monkeypatch, [
         "--data", str(data), "--pretrained", str(pretrained), "--work", str(tmp_path / "work"), "--methods",
