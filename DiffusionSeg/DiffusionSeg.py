@@ -35,7 +35,7 @@ from DiffusionSegModuleLib.nodeio import MRMLContext
 
 backend.ensure_importable()
 from DiffusionSegLib.vocabulary import (  # noqa: E402  (stated once)
-    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, DEFAULT_SELFTRAIN, FINETUNE_MODES, MODALITIES, TASKS,
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS,
     FinetuneMode, Modality)
 
 #
@@ -74,7 +74,8 @@ class DiffusionSegParameterNode:
     inputVolume: the current image. annotationNode: what Save writes (an annotation or a
     prediction being corrected); None until the user annotates or opens a case.
     pretrainedModel, taskModel: model folders. finetuneMode: full | probe | mlp (docs/CLI.md).
-    selfTrain: fine-tune with ``diffusionseg selftrain`` (also learns from the unlabeled cases).
+    selfTrain: fine-tune with ``diffusionseg selftrain`` (also learns from the unlabeled cases); set to the
+    project's default (``CoreLogic.selftrainByDefault``: on for 2D segmentation) whenever a project is opened.
     device: where the backend computes. suggestCount: how many cases "Suggest" ranks.
     """
 
@@ -90,7 +91,7 @@ class DiffusionSegParameterNode:
     annotationNode: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]] = None
     finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = DEFAULT_FINETUNE_ITERATIONS
     finetuneMode: Annotated[str, Choice(list(FINETUNE_MODES))] = FinetuneMode.FULL.value
-    selfTrain: bool = DEFAULT_SELFTRAIN
+    selfTrain: bool = False
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
     suggestCount: Annotated[int, WithinRange(1, 1000)] = 5
@@ -553,6 +554,7 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
         p.imageKind = f"{project.dims}D"
         p.names = ", ".join(self.names(project))
         p.modality = project.modality
+        p.selfTrain = self.selftrainByDefault(project, p.finetuneMode)
         # Offer the newest models of the project unless the user already chose some.
         if not self._isModelPath(p.pretrainedModel):
             models = self.listModels(project, "pretrained")

@@ -364,6 +364,14 @@ class CoreLogic:
                                       image_size=image_size, batch_size=batch_size))
         return out
 
+    @staticmethod
+    def selftrainByDefault(project, mode: str = "full") -> bool:
+        """Whether Fine-tune self-trains unless the user says otherwise: where it won on validation
+        (``vocabulary.default_selftrain``: 2D segmentation), and only when it can run (full mode, and
+        unlabeled cases to learn from)."""
+        return (vocabulary().default_selftrain(project.task, project.dims) and mode == "full"
+                and bool(project.unlabeled_cases()))
+
     def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto",
                       preset: str | None = None, image_size: Sequence[int] | None = None,
                       batch_size: int | None = None, mode: str = "full", selftrain: bool = False) -> Path:

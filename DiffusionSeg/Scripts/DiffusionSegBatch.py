@@ -33,7 +33,7 @@ from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 backend.ensure_importable()
 from DiffusionSegLib.errors import UserError  # noqa: E402
 from DiffusionSegLib.vocabulary import (  # noqa: E402
-    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, DEFAULT_SELFTRAIN, FINETUNE_MODES, MODALITIES, TASKS,
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS,
     FinetuneMode, Modality)
 
 
@@ -57,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--finetune-iterations", type=int, default=DEFAULT_FINETUNE_ITERATIONS)
     parser.add_argument("--mode", choices=FINETUNE_MODES, default=FinetuneMode.FULL.value,
                         help="full: fine-tune the whole U-Net; probe/mlp: frozen pretrained U-Net and a trained head")
-    parser.add_argument("--selftrain", action=argparse.BooleanOptionalAction, default=DEFAULT_SELFTRAIN,
+    parser.add_argument("--selftrain", action=argparse.BooleanOptionalAction, default=None,
                         help="--finetune also learns from the unlabeled cases (diffusionseg selftrain; about twice "
-                             f"as long; default {'on' if DEFAULT_SELFTRAIN else 'off'})")
+                             "as long; default: on for a 2D segmentation project with unlabeled cases and --mode "
+                             "full, where it won on validation, else off)")
     parser.add_argument("--pretrained", type=Path, help="pretrained model (default: the project's newest)")
     parser.add_argument("--model", type=Path, help="task model for --predict (default: the project's newest)")
     parser.add_argument("--predict", nargs="+", metavar="CASE", help="'unlabeled', 'all', or case names")
@@ -141,8 +142,9 @@ def main(argv=None) -> int:
             if pretrained is None:
                 found = projectfiles.list_models(project, ["pretrained"])
                 pretrained = found[0] if found else None
+            selftrain = logic.selftrainByDefault(project, args.mode) if args.selftrain is None else args.selftrain
             model = run_step(logic, "finetune", lambda: logic.startFinetune(
-                project, pretrained, args.finetune_iterations, args.device, mode=args.mode, selftrain=args.selftrain,
+                project, pretrained, args.finetune_iterations, args.device, mode=args.mode, selftrain=selftrain,
                 **network)).out
         if args.predict:
             if model is None:

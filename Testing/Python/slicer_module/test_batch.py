@@ -143,7 +143,8 @@ def test_batch_script_finds_its_libraries(slicer_core, tmp_path, layout):
 
 
 def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, monkeypatch):
-    """--finetune --selftrain starts `diffusionseg selftrain` with fine-tuning's options; --no-selftrain `finetune`."""
+    """--finetune --selftrain starts `diffusionseg selftrain` with fine-tuning's options; --no-selftrain `finetune`;
+    neither, the project's default."""
     from DiffusionSegModuleLib.corelogic import CoreLogic
 
     commands = []
@@ -158,11 +159,12 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
 
     labels = project_dir / "labels"
     shutil.copyfile(project_dir / "images" / "img0.nrrd", labels / "img0.seg.nrrd")  # any label file counts
-    for flag, command, title in (("--selftrain", "selftrain", "Self-training"), ("--no-selftrain", "finetune",
-                                                                                 "Fine-tuning")):
+    # Neither flag: the project's default (a 3D project: plain fine-tuning; see selftrainByDefault).
+    for flags, command, title in ((["--selftrain"], "selftrain", "Self-training"),
+                                  (["--no-selftrain"], "finetune", "Fine-tuning"), ([], "finetune", "Fine-tuning")):
         commands.clear()
         code = batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--finetune",
-                           "--finetune-iterations", "2", flag])
+                           "--finetune-iterations", "2", *flags])
         printed = capsys.readouterr()
         assert code == 0, printed.err
         assert f"{title}: step 2 / 2" in printed.out

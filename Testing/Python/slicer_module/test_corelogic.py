@@ -192,3 +192,25 @@ def test_add_images_from_folder(logic, tmp_path):
     assert logic.addImagesFromFolder(project, source) == ["a_2", "b_2"]  # never overwrites
     assert project.cases() == ["a", "a_2", "b", "b_2"]
     assert json.loads(project.project_file.read_text())["task"] == "segmentation"
+
+
+def test_selftrain_is_the_default_where_it_won_and_can_run(logic, tmp_path):
+    """Fine-tune self-trains by default in a 2D segmentation project with unlabeled cases and the full mode
+    (where it won on validation); not in 3D, not for landmarks, not without unlabeled cases or in a probe."""
+    sitk = pytest.importorskip("SimpleITK")
+    source = tmp_path / "incoming"
+    source.mkdir()
+    for name in ("a.nrrd", "b.nrrd"):
+        sitk.WriteImage(sitk.Image(4, 4, sitk.sitkUInt8), str(source / name))
+    projects = {(task, dims): logic.createProject(tmp_path / f"{task}{dims}", task, dims, ["a"])
+                for task in ("segmentation", "landmarks") for dims in (2, 3)}
+    for project in projects.values():
+        assert not logic.selftrainByDefault(project), "no case at all: nothing to learn from"
+        logic.addImagesFromFolder(project, source)
+    assert {key: logic.selftrainByDefault(p) for key, p in projects.items()} == {
+        ("segmentation", 2): True, ("segmentation", 3): False, ("landmarks", 2): False, ("landmarks", 3): False}
+    seg2d = projects[("segmentation", 2)]
+    assert not logic.selftrainByDefault(seg2d, mode="probe")
+    for case in ("a", "b"):
+        (seg2d.labels_dir / f"{case}.seg.nrrd").write_bytes(b"any label file counts")
+    assert not seg2d.unlabeled_cases() and not logic.selftrainByDefault(seg2d)

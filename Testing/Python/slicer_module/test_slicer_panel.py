@@ -142,7 +142,6 @@ def test_module_and_logic_construct_as_in_slicer(slicer_harness):
 def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     """Create a project, annotate, save to the right case, run and cancel, predict, review, correct."""
     import slicer
-    from DiffusionSegLib.vocabulary import DEFAULT_SELFTRAIN
 
     widget, ui = slicer_panel.widget, slicer_panel.widget.ui
     use_fake_backend(widget, monkeypatch)
@@ -214,9 +213,14 @@ def test_panel_segmentation_workflow(slicer_panel, tmp_path, monkeypatch):
     assert widget._parameterNode.annotationNode.GetAttribute("DiffusionSeg.Case") == cases[3]
     assert cases[3] in ui.statusLabel.text
     ui.finetuneIterationsSpinBox.value = 2
-    assert ui.selfTrainCheckBox.checked == widget._parameterNode.selfTrain == DEFAULT_SELFTRAIN
-    ui.selfTrainCheckBox.checked = True   # bound to the parameter node: Fine-tune runs `diffusionseg selftrain`
-    assert widget._parameterNode.selfTrain is True
+    # Self-training is on by default in a 2D segmentation project with unlabeled cases (where it won on
+    # validation), set each time the project is opened: it had no images at its first opening.
+    assert ui.selfTrainCheckBox.checked is widget._parameterNode.selfTrain is False
+    ui.openProjectButton.click()
+    assert ui.selfTrainCheckBox.checked and widget._parameterNode.selfTrain is True
+    ui.selfTrainCheckBox.checked = False   # bound to the parameter node both ways
+    assert widget._parameterNode.selfTrain is False
+    ui.selfTrainCheckBox.checked = True   # Fine-tune runs `diffusionseg selftrain`
     ui.finetuneButton.click()
     command = widget.logic.process.command
     assert "selftrain" in command and "finetune" not in command
