@@ -59,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
     summary = synthesize(SynthesizeOptions(
         pretrained=args.pretrained, model=args.model, out=args.out, count=args.count, steps=args.steps,
         batch_size=args.batch_size, min_confidence=args.min_confidence, keep_fraction=args.keep_fraction,
-        measure=args.measure,
-        keep_rejected=args.keep_rejected, overlap=args.overlap, seed=args.seed, device=args.device,
-        precision=args.precision, progress=args.progress))
+        measure=args.measure, keep_rejected=args.keep_rejected, overlap=args.overlap, seed=args.seed,
+        device=args.device, precision=args.precision, progress=args.progress))
     if args.progress != "json":
         print(json.dumps(summary, indent=2))
     return 0

@@ -128,6 +128,7 @@ def confidence_summary(rows: list[dict], min_confidence: float, measure: str, ke
 
     values = np.array([r["confidence"] for r in rows], dtype=float)
     quartiles = np.percentile(values, [0, 25, 50, 75, 100]).round(4).tolist() if len(values) else []
-    return {"min_confidence": min_confidence, "keep_fraction": keep_fraction, "measure": measure, "total": len(rows),
+    return {"min_confidence": min_confidence, "keep_fraction": keep_fraction, "measure": measure,
+            "total": len(rows),
             "kept": sum(1 for r in rows if r["kept"]), "rejected": sum(1 for r in rows if not r["kept"]),
             "confidence_quartiles": quartiles}

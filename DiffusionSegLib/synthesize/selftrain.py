@@ -33,7 +33,8 @@ from ..training.checkpoint import WEIGHTS_NAME, load_model_config
 from ..training.guard import CommandGuard
 from ..training.outputs import fresh_folder
 from ..training.progress import Reporter, new_run_dir
-from .cases import case_folder, check_keep_fraction, choose_kept, confidence_summary, link_image, promote, write_label, write_report
+from .cases import (case_folder, check_keep_fraction, choose_kept, confidence_summary, link_image, promote,
+                    write_label, write_report)
 from .confidence import check_measure, label_image
 from .options import DEFAULT_MIN_CONFIDENCE, SelftrainOptions  # SelftrainOptions imported from here too
 
@@ -127,11 +128,11 @@ def _rounds(opts: SelftrainOptions, out: Path, run_dir: Path, reporter: Reporter
         folder = run_dir / f"round_{r}" / "pseudo"
         reporter.log(f"round {r}: pseudo-labeling {len(unlabeled)} unlabeled image(s) with {model_dir}")
         stats = pseudo_label(model_dir, unlabeled, folder, measure=opts.measure, min_confidence=opts.min_confidence,
-                             keep_fraction=opts.keep_fraction, overlap=opts.overlap, device=base.device, precision=base.precision,
-                             reporter=Reporter("pseudo-label", "none"))
-        entry = {"round": r, "pseudo": str(folder), **{k: stats[k] for k in
-                 ("kept", "rejected", "min_confidence", "keep_fraction", "measure",
-                                   "confidence_quartiles")}, "model": None}
+                             keep_fraction=opts.keep_fraction, overlap=opts.overlap, device=base.device,
+                             precision=base.precision, reporter=Reporter("pseudo-label", "none"))
+        entry = {"round": r, "pseudo": str(folder), "model": None,
+                 **{k: stats[k] for k in ("kept", "rejected", "min_confidence", "keep_fraction", "measure",
+                                          "confidence_quartiles")}}
         record["rounds"].append(entry)
         reporter.emit("output", round=r, path=str(folder), kept=stats["kept"], rejected=stats["rejected"])
         if stats["kept"] == 0:
