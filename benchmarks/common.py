@@ -201,6 +201,18 @@ def table(records: list[dict], metric: str, label: str, scale: float = 1.0, digi
 PSEUDO_LABELING = ("selftrain", "synthesize")
 
 
+RESULT_SUFFIXES = (".json", ".md", ".png")
+
+
+def beside(prefix: Path, suffix: str) -> Path:
+    """The results file ``suffix`` (.json, .md, .png) of an ``--out`` prefix. Not ``Path.with_suffix``: a prefix
+    such as ``selftrain_keep0.5_n1`` has a dot in its name, and two runs' files would both become
+    ``selftrain_keep0.json``. A prefix that already ends in one of the results suffixes has it replaced."""
+    if prefix.suffix in RESULT_SUFFIXES:
+        return prefix.with_suffix(suffix)
+    return prefix.parent / (prefix.name + suffix)
+
+
 def recipe_of(method: str, recorded: str | None) -> str:
     """The augmentation recipe of a record or a validation choice. Those from before augmentation became
     a setting carry none: each method then had one recipe, the supervised U-Net its own (strong),

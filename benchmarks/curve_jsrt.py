@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import link_subset, open_report, scored_split  # noqa: E402
+from benchmarks.common import beside, link_subset, open_report, scored_split  # noqa: E402
 from DiffusionSegLib.curve.run import CurveOptions, curve  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune  # noqa: E402
@@ -69,8 +69,8 @@ def estimated(args, cases: list[str], work: Path, copy_to: Path) -> dict:
                                 seed=args.seed_finetune, device=args.device, progress="none",
                                 command=f"curve_jsrt.py: curve on {len(cases)} JSRT cases"))
     copy_to.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(work / "curve" / "curve.json", copy_to.with_suffix(".json"))
-    shutil.copyfile(work / "curve" / "curve.png", copy_to.with_suffix(".png"))
+    shutil.copyfile(work / "curve" / "curve.json", beside(copy_to, ".json"))
+    shutil.copyfile(work / "curve" / "curve.png", beside(copy_to, ".png"))
     shutil.rmtree(work, ignore_errors=True)
     return {k: result[k] for k in ("predictions", "fit", "sizes", "sentence", "settings", "seconds")}
 
@@ -130,14 +130,14 @@ def main() -> None:
     args.validate, args.test_limit = None, None
     cases = sorted(case_name(q) for q in (args.data / "images").glob("*.png"))
     train, test, test_images = scored_split(cases, args, args.data / "images", ".png")
-    json_path = args.out.with_suffix(".json")
+    json_path = beside(args.out, ".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), "test": len(test)}
 
     def save():
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1) + "\n")
-        args.out.with_suffix(".md").write_text(report_md(report))
+        beside(args.out, ".md").write_text(report_md(report))
 
     done = {(r["kind"], r["seed"], r["n"]) for r in report["records"]}
     for seed in args.seeds:

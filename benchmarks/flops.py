@@ -321,7 +321,7 @@ def main() -> None:
 
     import torch
 
-    from benchmarks.common import provenance
+    from benchmarks.common import beside, provenance
     from DiffusionSegLib.training.device import choose_device
 
     if args.threads:
@@ -361,7 +361,7 @@ def main() -> None:
               "load_at_end": machine_load(), "records": records}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(table(report))
+    beside(args.out, ".md").write_text(table(report))
     print(table(report))
 
 if __name__ == "__main__":

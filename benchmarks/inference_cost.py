@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import link_subset  # noqa: E402
+from benchmarks.common import beside, link_subset  # noqa: E402
 
 MODES = ("full", "probe", "mlp")
 
@@ -84,13 +84,13 @@ def main() -> None:
               "pretrained": str(args.pretrained), "patch_size": args.patch_size, "mlp_members": args.mlp_members,
               "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    beside(args.out, ".json").write_text(json.dumps(report, indent=2) + "\n")
     base = results["full"]["seconds_per_volume"]
     lines = ["| mode | s / volume | x full | peak RSS (MB) |", "|---|---|---|---|"]
     for mode, r in results.items():
         lines.append(f"| {mode} | {r['seconds_per_volume']:.3f} | {r['seconds_per_volume'] / base:.1f} | "
                      f"{r['peak_rss_mb']:.0f} |")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    beside(args.out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    apply_quick, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, table)
+    apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, table)
 from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
 from benchmarks.sequential import add_sequential_arguments  # noqa: E402
@@ -101,7 +101,7 @@ def main() -> None:
             higher_is_better=False, scored_cases=len(next(iter(scored_cases.values()))))
         print(sequential.run(args, dataset, variants_for(args), lambda path: open_report(path, args)))
         return
-    json_path = args.out.with_suffix(".json")
+    json_path = beside(args.out, ".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), **{name: len(cases) for name, cases in scored_cases.items()}}
     report["scored_cases"] = scored_cases
@@ -115,8 +115,8 @@ def main() -> None:
         on_split = [{**r, **r["splits"][name]} for r in shown if name in r.get("splits", {})]
         text += (f"### {name}\n\n" + table(on_split, "mre_mm", "MRE mm", digits=2) + "\n\n"
                  + table(on_split, "sdr2", "SDR@2mm %") + "\n\n")
-    args.out.with_suffix(".md").write_text(text + "\n")
-    plot(shown, "mre_mm", f"{next(iter(scored))} MRE (mm)", "ISBI 2015 cephalograms", args.out.with_suffix(".png"))
+    beside(args.out, ".md").write_text(text + "\n")
+    plot(shown, "mre_mm", f"{next(iter(scored))} MRE (mm)", "ISBI 2015 cephalograms", beside(args.out, ".png"))
     print(text)
 
 

@@ -29,7 +29,7 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import provenance, save_report  # noqa: E402
+from benchmarks.common import beside, provenance, save_report  # noqa: E402
 from benchmarks.flops import machine_load  # noqa: E402
 
 
@@ -145,7 +145,7 @@ def main() -> None:
         report["predict"].append({"cases": count, **record, "provenance": provenance()})
         save_report(args.out, report)
         print(f"predict {count} cases: peak RSS {record['peak_rss_mb']} MB ({record['wall_seconds']} s)", flush=True)
-    args.out.with_suffix(".md").write_text(summary_md(report))
+    beside(args.out, ".md").write_text(summary_md(report))
     print(summary_md(report))
 
 

@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import provenance  # noqa: E402
+from benchmarks.common import beside, provenance  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 
 #: The per-case numbers of pseudo.json that are confidences (higher: surer) or uncertainties (lower: surer).
@@ -86,9 +86,9 @@ def main() -> None:
     result = {"command": " ".join(["python", *sys.argv]), "provenance": provenance(),
               **quality(args.pseudo, args.labels, args.classes)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    beside(args.out, ".json").write_text(json.dumps(result, indent=2) + "\n")
     text = table(result)
-    args.out.with_suffix(".md").write_text(text + "\n")
+    beside(args.out, ".md").write_text(text + "\n")
     print(text)
 
 

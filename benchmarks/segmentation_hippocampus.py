@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    apply_quick, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, split)
+    apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, split)
 from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Grid, Run, add_arguments, check_inputs, variants_for  # noqa: E402
 from benchmarks.sequential import add_sequential_arguments  # noqa: E402
@@ -137,7 +137,7 @@ def main() -> None:
             higher_is_better=True, scored_cases=len(scored_cases[name]))
         print(sequential.run(args, dataset, variants_for(args), lambda path: open_report(path, args)))
         return
-    json_path = args.out.with_suffix(".json")
+    json_path = beside(args.out, ".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), name: len(scored_cases[name])}
     report["scored_cases"] = scored_cases
@@ -147,8 +147,8 @@ def main() -> None:
              variants=variants_for(args), seeds_outer=args.seeds_outer)
     shown = by_setting(report["records"], augmentation=True)  # each setting of a sweep is its own column
     text = "\n\n".join(hippocampus_tables(shown, name))
-    args.out.with_suffix(".md").write_text(text + "\n")
-    plot(shown, "mean_dice", f"{name} mean Dice", "MSD hippocampus (MRI)", args.out.with_suffix(".png"))
+    beside(args.out, ".md").write_text(text + "\n")
+    plot(shown, "mean_dice", f"{name} mean Dice", "MSD hippocampus (MRI)", beside(args.out, ".png"))
     print(text)
 
 

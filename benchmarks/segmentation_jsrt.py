@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    PSEUDO_LABELING, apply_quick, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_split,
-    table)
+    PSEUDO_LABELING, apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid,
+    scored_split, table)
 from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
 from benchmarks.sequential import add_sequential_arguments  # noqa: E402
@@ -80,7 +80,7 @@ def main() -> None:
             scale=100, scored_cases=len(test))
         print(sequential.run(args, dataset, variants_for(args), lambda path: open_report(path, args)))
         return
-    json_path = args.out.with_suffix(".json")
+    json_path = beside(args.out, ".json")
     report = open_report(json_path, args)
     report["split"] = {"train": len(train), "test": len(test)}
     run_grid(args, report, json_path,
@@ -89,8 +89,8 @@ def main() -> None:
     # Each (learning rate, steps) of a sweep is its own column.
     shown = by_setting(report["records"])
     text = table(shown, "mIoU", "mIoU % (mean ± sd over seeds)", scale=100)
-    args.out.with_suffix(".md").write_text(text + "\n")
-    plot(shown, "mIoU", "test mIoU (%)", "JSRT: lungs and heart", args.out.with_suffix(".png"), scale=100)
+    beside(args.out, ".md").write_text(text + "\n")
+    plot(shown, "mIoU", "test mIoU (%)", "JSRT: lungs and heart", beside(args.out, ".png"), scale=100)
     print(text)
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import draw_cases, link_subset, paired_bootstrap, provenance, save_report
+from benchmarks.common import beside, draw_cases, link_subset, paired_bootstrap, provenance, save_report
 from DiffusionSegLib.suggest.run import SuggestOptions, suggest
 
 STRATEGIES = ("suggest", "tta", "random")
@@ -171,7 +171,7 @@ def run_chain(args, report: dict, chain: Chain, variants, reused: dict) -> None:
 
 def run(args, dataset: Dataset, variants, open_report: Callable[[Path], dict]) -> str:
     """Every chain of ``args.strategies``; returns the summary table (also written as OUT.md)."""
-    args.json = args.out.with_suffix(".json")
+    args.json = beside(args.out, ".json")
     report = open_report(args.json)
     reused = reused_records(args, variants, dataset.scored_cases)
     seeds = {"suggest": [0], "tta": args.tta_seeds, "random": args.seeds}
@@ -185,7 +185,7 @@ def run(args, dataset: Dataset, variants, open_report: Callable[[Path], dict]) -
             finally:
                 args.work = base_work
     text = summary_md(report, sorted(args.ns), dataset)
-    args.out.with_suffix(".md").write_text(text)
+    beside(args.out, ".md").write_text(text)
     return text
 
 

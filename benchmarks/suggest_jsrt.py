@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import benchmarks.segmentation_jsrt as seg  # noqa: E402
-from benchmarks.common import draw_cases, link_subset, pretraining_record, scored_split, split  # noqa: E402
+from benchmarks.common import beside, draw_cases, link_subset, pretraining_record, scored_split, split  # noqa: E402
 from DiffusionSegLib.atomic import write_json_atomic  # noqa: E402
 from DiffusionSegLib.imageio import list_images, resample_to_size  # noqa: E402
 from DiffusionSegLib.suggest import select  # noqa: E402
@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--stop-at", default="09:25", help="start no fine-tuning run after this time (HH:MM)")
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    args.json = args.out.with_suffix(".json")
+    args.json = beside(args.out, ".json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = json.loads(args.json.read_text()) if args.json.exists() else {}
     report.update(command=" ".join(["python", *sys.argv]), pretrained=str(args.pretrained),
@@ -213,11 +213,11 @@ def main() -> None:
     train_images = link_subset(train, args.data / "images", args.work / "train-images", ".png")
     coverage_table(args, report, train, train_images)
     write_json_atomic(args.json, report)
-    args.out.with_suffix(".md").write_text(summary_md(report))
+    beside(args.out, ".md").write_text(summary_md(report))
     print(summary_md(report), flush=True)
     if args.miou_ns:
         miou_runs(args, report, train, train_images)
-        args.out.with_suffix(".md").write_text(summary_md(report))
+        beside(args.out, ".md").write_text(summary_md(report))
         print(summary_md(report), flush=True)
 
 

@@ -374,3 +374,12 @@ def test_report_keeps_the_validated_setting_of_a_draw_run_twice(tmp_path):
     assert kept == records[1:]
     assert left_out == ["supervised N=2 lr 0.001 600 steps (1 run)"]
     assert report.validated_only(records, tmp_path / "none.json") == (records, [])
+
+
+def test_results_files_of_a_prefix_with_a_dot_stay_apart():
+    """``--out .../selftrain_keep0.5_n1`` and ``..._n2`` write two JSON files, not one ``selftrain_keep0.json``."""
+    from benchmarks.common import beside
+
+    a, b = Path("r/selftrain_keep0.5_n1_s0"), Path("r/selftrain_keep0.5_n2_s0")
+    assert beside(a, ".json") == Path("r/selftrain_keep0.5_n1_s0.json") != beside(b, ".json")
+    assert beside(Path("r/flops.json"), ".md") == Path("r/flops.md")
