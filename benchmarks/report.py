@@ -329,22 +329,23 @@ PAIRS = (("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
 
 
 def validated_only(records: list[dict], choice_path: Path) -> tuple[list[dict], list[str]]:
-    """Where a draw of a method, N and recipe was run at several (learning rate, steps), keep the run at the
-    setting ``choice.json`` holds now (a later validation sweep can change it; the older runs stay on disk
-    and are named in the notes). Returns (records kept, one line per set of runs left out)."""
+    """Where a method, N and recipe has test runs at several (learning rate, steps) and some at the setting
+    ``choice.json`` holds now (a later validation sweep can change it), keep only those: a mean over draws
+    never mixes settings, even while the rerun is incomplete. The older runs stay on disk and are named in
+    the notes. Returns (records kept, one line per set of runs left out)."""
     if not choice_path.is_file():
         return records, []
     choice = json.loads(choice_path.read_text())["choice"]
-    draw = lambda r: (r["method"], r["n"], recipe_label(r), r["seed"])  # noqa: E731
+    group = lambda r: (r["method"], r["n"], recipe_label(r))  # noqa: E731
     setting = lambda r: (r["learning_rate"], r["iterations"])  # noqa: E731
     settings_of: dict[tuple, set] = {}
     for r in records:
-        settings_of.setdefault(draw(r), set()).add(setting(r))
+        settings_of.setdefault(group(r), set()).add(setting(r))
     kept, left_out = [], {}
     for r in records:
         chosen = choice.get(r["method"], {}).get(str(r["n"]))
         validated = chosen and (chosen["learning_rate"], chosen["iterations"])
-        if validated in settings_of[draw(r)] and setting(r) != validated:
+        if validated in settings_of[group(r)] and setting(r) != validated:
             key = f"{r['method']} N={r['n']} lr {r['learning_rate']:g} {r['iterations']} steps"
             left_out[key] = left_out.get(key, 0) + 1
         else:
@@ -395,7 +396,7 @@ def protocol_test(folder: Path, protocol: Protocol = JSRT, pairs=PAIRS) -> str:
              "\n".join(lines), *protocol.notes(records, methods)]
     if left_out:
         text.append("Test runs at a setting that is no longer the validated one (`choice.json`), left out of the "
-                    "tables above because the same draws were run again at the validated setting: "
+                    "tables above because runs at the validated setting exist: "
                     + "; ".join(left_out) + ".")
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(records, metric.key, f"test {metric.axis}", protocol.title, folder / "summary.png",

@@ -362,8 +362,8 @@ def test_jsrt_selftrain_scores_its_round_0_and_the_report_pairs_them(tmp_path, m
 
 
 def test_report_keeps_the_validated_setting_of_a_draw_run_twice(tmp_path):
-    """A draw run at an older setting and again at the one choice.json holds now counts once, at the
-    validated setting; draws not rerun, and other recipes of the method, stay; the note names what was left out."""
+    """Once runs at the setting choice.json holds now exist, the runs of the same method, N and recipe at an
+    older setting leave the tables (a mean never mixes settings); other recipes stay; the note names them."""
     choice = tmp_path / "choice.json"
     choice.write_text(json.dumps({"choice": {"supervised": {"2": {"learning_rate": 1e-3, "iterations": 1200}}}}))
     base = {"method": "supervised", "n": 2, "learning_rate": 1e-3, "augmentation": "strong"}
@@ -371,8 +371,8 @@ def test_report_keeps_the_validated_setting_of_a_draw_run_twice(tmp_path):
                {**base, "seed": 1, "iterations": 600},
                {**base, "method": "ddpm", "seed": 0, "iterations": 200, "augmentation": "mild"}]
     kept, left_out = report.validated_only(records, choice)
-    assert kept == records[1:]
-    assert left_out == ["supervised N=2 lr 0.001 600 steps (1 run)"]
+    assert kept == [records[1], records[3]]
+    assert left_out == ["supervised N=2 lr 0.001 600 steps (2 runs)"]
     assert report.validated_only(records, tmp_path / "none.json") == (records, [])
 
 
