@@ -302,6 +302,8 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
                 lines.append(f"| {m} | {n} | {lr:g} | {it} | {shown} | {mean:.{metric.digits}f}{mark} | {len(v)} | "
                              + ", ".join(f"s{k}: {x:.{metric.digits}f}" for k, x in sorted(v.items())) + " |")
             lr, it, aug, kf = best[1]
+            if m.endswith("-r0"):   # a pseudo-labeling run's round 0: shown beside it, never a method to run
+                continue
             choice.setdefault(m, {})[str(n)] = {"learning_rate": lr, "iterations": it, "augmentation": aug,
                                                 **({} if kf is None else {"keep_fraction": kf}),
                                                 f"validation_{metric.key}": round(best[0], max(2, metric.digits)),
