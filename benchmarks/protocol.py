@@ -34,6 +34,7 @@ from benchmarks.common import PSEUDO_LABELING, link_subset, pretraining_record, 
 from benchmarks.supervised_unet import SupervisedOptions, Task, predict_folder, train
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.run import PredictOptions, predict
+from DiffusionSegLib.synthesize.options import DEFAULT_KEEP_FRACTION
 from DiffusionSegLib.synthesize.run import SynthesizeOptions, synthesize
 from DiffusionSegLib.synthesize.selftrain import SelftrainOptions, selftrain
 from DiffusionSegLib.vocabulary import AUGMENTATIONS, DEFAULT_AUGMENTATION
@@ -68,9 +69,10 @@ def add_arguments(p: argparse.ArgumentParser, *, data: Path, work: Path, ns: lis
                    help="rounds of method selftrain (pseudo-label the pool, fine-tune again)")
     p.add_argument("--min-confidence", type=float,
                    help="methods selftrain and synthesize: the pseudo-label threshold (default: the product's)")
-    p.add_argument("--keep-fraction", type=float, nargs="+", default=[SelftrainOptions.keep_fraction],
+    p.add_argument("--keep-fraction", type=float, nargs="+",
                    help="methods selftrain and synthesize: keep the surest fraction of the pseudo-labels "
-                        "(--keep-fraction of the product); one value, or a grid to sweep")
+                        "(--keep-fraction of the product; default: the product's, per command); one value, or a "
+                        "grid to sweep")
     p.add_argument("--synthesize-count", type=int, default=128,
                    help="method synthesize: images drawn from the DDPM model (about the size of a training pool)")
     p.add_argument("--preset", default=preset, help="for random init (must match the pretrained model)")
@@ -116,10 +118,11 @@ def variants_for(args):
             return [{"learning_rate": setting["learning_rate"], "iterations": setting["iterations"],
                      **({} if method == "supervised"
                         else {"augmentation": recipe_of(method, setting.get("augmentation"))}),
-                     **({"keep_fraction": setting.get("keep_fraction", SelftrainOptions.keep_fraction)}
+                     **({"keep_fraction": setting.get("keep_fraction", DEFAULT_KEEP_FRACTION[method])}
                         if method in PSEUDO_LABELING else {})}]
         augmentations = [None] if method == "supervised" else args.augmentation  # the baseline has its own
-        fractions = args.keep_fraction if method in PSEUDO_LABELING else [None]
+        fractions = ([None] if method not in PSEUDO_LABELING
+                     else args.keep_fraction or [DEFAULT_KEEP_FRACTION[method]])
         return [{"learning_rate": lr, "iterations": it, **({} if a is None else {"augmentation": a}),
                  **({} if f is None else {"keep_fraction": f})}
                 for lr in args.lr for it in args.iterations for a in augmentations for f in fractions]

@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     default = defaults_of(SelftrainOptions)
     p.add_argument("--rounds", type=positive_int, default=default["rounds"],
                    help=f"pseudo-labeling rounds (default {default['rounds']})")
-    add_pseudo_label_options(p, "an unlabeled image", default["overlap"])
+    add_pseudo_label_options(p, "an unlabeled image", default["overlap"], default["keep_fraction"])
     p.add_argument("--overwrite", action="store_true", help="replace an existing model in --out")
     add_fast_option(p, FinetuneOptions)
     add_runtime_options(p, FinetuneOptions)

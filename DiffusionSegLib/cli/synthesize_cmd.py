@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..synthesize.options import DEFAULT_KEEP_FRACTION, DEFAULT_MIN_CONFIDENCE, SynthesizeOptions
+from ..synthesize.options import DEFAULT_MIN_CONFIDENCE, SynthesizeOptions
 from ..vocabulary import CONFIDENCE_MEASURES
 from .common import add_runtime_options, defaults_of, fraction, positive_int
 
@@ -29,14 +29,14 @@ def add_parser(subparsers) -> None:
                    help=f"DDIM denoising steps per image (default {default['steps']})")
     p.add_argument("--batch-size", type=positive_int, default=default["batch_size"],
                    help=f"images drawn together (default {default['batch_size']})")
-    add_pseudo_label_options(p, "a drawn sample", default["overlap"])
+    add_pseudo_label_options(p, "a drawn sample", default["overlap"], default["keep_fraction"])
     p.add_argument("--no-rejected", dest="keep_rejected", action="store_false",
                    help="do not write the rejected samples to OUT/rejected (the report still lists them)")
     add_runtime_options(p, SynthesizeOptions)
     p.set_defaults(run=run)
 
 
-def add_pseudo_label_options(p: argparse.ArgumentParser, what: str, overlap: float) -> None:
+def add_pseudo_label_options(p: argparse.ArgumentParser, what: str, overlap: float, keep_fraction: float) -> None:
     """--min-confidence, --confidence-measure and --overlap: how a model's label of an image (a drawn
     sample or a real unlabeled image) is made and kept; synthesize and selftrain share them."""
     p.add_argument("--min-confidence", type=float,
@@ -44,9 +44,9 @@ def add_pseudo_label_options(p: argparse.ArgumentParser, what: str, overlap: flo
                         f"{DEFAULT_MIN_CONFIDENCE['segmentation']:g} segmentation, "
                         f"{DEFAULT_MIN_CONFIDENCE['landmarks']:g} landmarks: the smallest landmark's heatmap "
                         "peak mass)")
-    p.add_argument("--keep-fraction", type=fraction, default=DEFAULT_KEEP_FRACTION, metavar="F",
+    p.add_argument("--keep-fraction", type=fraction, default=keep_fraction, metavar="F",
                    help=f"of all the labeled images keep at most this fraction, the most confident first, "
-                        f"after --min-confidence (default {DEFAULT_KEEP_FRACTION:g}: the threshold alone decides)")
+                        f"after --min-confidence (default {keep_fraction:g}; 1: the threshold alone decides)")
     p.add_argument("--confidence-measure", dest="measure", choices=CONFIDENCE_MEASURES,
                    help="segmentation: foreground (default; mean top class probability over the pixels "
                         "predicted as a class) or image (over all pixels); landmarks: peak")

@@ -31,6 +31,7 @@ from DiffusionSegLib.finetune.tasks import LandmarkTask  # noqa: E402
 from DiffusionSegLib.landmarks import read_landmarks  # noqa: E402
 from DiffusionSegLib.pretrain.run import PretrainOptions, pretrain  # noqa: E402
 from DiffusionSegLib.sample_data import CHEST_LANDMARKS, generate_sample_dataset  # noqa: E402
+from DiffusionSegLib.synthesize.options import SelftrainOptions  # noqa: E402
 from DiffusionSegLib.vocabulary import DEFAULT_AUGMENTATION, case_name  # noqa: E402
 
 # Phantoms at 64x64 (5.6 mm pixels) trained at 32x32: a sigma of a few network pixels.
@@ -274,7 +275,7 @@ def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_pa
     predicted = _run_benchmark(monkeypatch, [*common, "--settings", str(choice), "--out", str(results / "test" / "g")])
     (record,) = json.loads((results / "test" / "g.json").read_text())["records"]
     assert (record["learning_rate"], record["iterations"], record["augmentation"]) == (3e-3, 3, "none")
-    assert record["keep_fraction"] == 1.0, "ddpm's settings have no keep fraction: selftrain's default"
+    assert record["keep_fraction"] == SelftrainOptions.keep_fraction, "ddpm's settings have none: the product's"
     (pseudo,) = labeled_now
     assert set(pseudo) == set(splits["train"]) - set(record["cases"])
     assert set(predicted) == set(splits["test1"]) | set(splits["test2"]) and not set(pseudo) & set(predicted)
