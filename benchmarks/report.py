@@ -48,8 +48,7 @@ def gather(folder: Path, rename: dict[str, str] | None = None) -> tuple[list[dic
         suffix = next((v for k, v in (rename or {}).items() if path.name.startswith(k)), "")
         records += [{**r, "method": r["method"] + suffix} for r in data["records"]]
         # A selftrain run also scored its round 0 (the plain fine-tuning it started from): its own row.
-        records += [{**r, **r["round_0"], "method": f"{r['method']}-r0{suffix}", "round_0": None,
-                     "keep_fraction": None}   # round 0 comes before any pseudo-label is kept
+        records += [{**r, **r["round_0"], "method": f"{r['method']}-r0{suffix}", "round_0": None}
                     for r in data["records"] if r.get("round_0")]
         invocations += [{"file": path.name, **inv} for inv in data.get("invocations", [])]
     return records, invocations
@@ -157,10 +156,15 @@ def keep_fraction_of(record: dict) -> float | None:
     return record.get("keep_fraction") or 1.0
 
 
+def recipe_text(augmentation: str, keep_fraction: float | None, always_keep: bool = False) -> str:
+    """``strong``, or ``strong, keep 0.5`` for a pseudo-labeling method (its keep 1 only with ``always_keep``)."""
+    shown = keep_fraction is not None and (always_keep or keep_fraction != 1.0)
+    return augmentation + (f", keep {keep_fraction:g}" if shown else "")
+
+
 def recipe_label(record: dict) -> str:
     """The augmentation recipe, and selftrain's keep fraction when it is not 1 (``strong, keep 0.5``)."""
-    kf = keep_fraction_of(record)
-    return augmentation_of(record) + (f", keep {kf:g}" if kf not in (None, 1.0) else "")
+    return recipe_text(augmentation_of(record), keep_fraction_of(record))
 
 
 def by_recipe(records: list[dict]) -> list[dict]:
@@ -298,8 +302,8 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
             best = best_of(scored, key=lambda x: x[0])
             for mean, (lr, it, aug, kf), v in scored:
                 mark = " **best**" if (lr, it, aug, kf) == best[1] else ""
-                shown = aug + (f", keep {kf:g}" if kf is not None else "")
-                lines.append(f"| {m} | {n} | {lr:g} | {it} | {shown} | {mean:.{metric.digits}f}{mark} | {len(v)} | "
+                recipe = recipe_text(aug, kf, always_keep=True)
+                lines.append(f"| {m} | {n} | {lr:g} | {it} | {recipe} | {mean:.{metric.digits}f}{mark} | {len(v)} | "
                              + ", ".join(f"s{k}: {x:.{metric.digits}f}" for k, x in sorted(v.items())) + " |")
             lr, it, aug, kf = best[1]
             if m.endswith("-r0"):   # a pseudo-labeling run's round 0: shown beside it, never a method to run

@@ -60,12 +60,45 @@ def choose_kept(rows: list[dict], unusable: set[str], min_confidence: float, kee
 
 
 def promote(root: Path, files: list[Path]) -> None:
-    """Move a kept case's files from ``root/rejected/<images|labels>/`` to ``root/<images|labels>/``.
-    Cases are first written to ``rejected/``: a relative filter decides only once every case is labeled."""
+    """Move a kept case's files from ``root/rejected/<images|labels>/`` to ``root/<images|labels>/``."""
     for path in files:
         target = root / path.parent.name / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
+
+
+class StagedCases:
+    """Labeled cases written to ``root/rejected/`` as they come, then sorted once all are in (``settle``):
+    a relative filter (``keep_fraction``) can decide only when every case has its confidence.
+    synthesize (drawn images) and selftrain (the user's unlabeled images) both write through it."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.staging = case_folder(root, kept=False)
+        self.rows: list[dict] = []
+        self._files: dict[str, list[Path]] = {}
+        self._unusable: set[str] = set()
+
+    def add(self, case: str, labeled: Labeled, files: list[Path], **fields) -> None:
+        """One case whose image and label are already in ``self.staging``; ``fields`` go into its report row."""
+        self._files[case] = files
+        if not labeled.usable:
+            self._unusable.add(case)
+        self.rows.append({"case": case, **fields, "confidence": round(labeled.confidence, 4), "kept": False,
+                          "reason": labeled.reason, **labeled.details})
+
+    def settle(self, min_confidence: float, keep_fraction: float, keep_rejected: bool = True) -> list[dict]:
+        """Choose the kept cases (``choose_kept``), move them out of ``rejected/``, drop the rejected ones
+        unless ``keep_rejected``; returns the report rows, each with the ``folder`` it now sits in."""
+        choose_kept(self.rows, self._unusable, min_confidence, keep_fraction)
+        for row in self.rows:
+            if row["kept"]:
+                promote(self.root, self._files[row["case"]])
+            if row["kept"] or keep_rejected:
+                row["folder"] = "." if row["kept"] else "rejected"
+        if not keep_rejected:
+            shutil.rmtree(self.staging, ignore_errors=True)
+        return self.rows
 
 
 def write_label(model: LoadedModel, labeled: Labeled, folder: Path, case: str) -> Path:

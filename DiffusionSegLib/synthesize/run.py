@@ -14,7 +14,6 @@ models get 0..1000), so ``finetune`` and ``predict`` read them like any image.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +33,7 @@ from ..training.device import Precision, choose_device
 from ..training.guard import CommandGuard
 from ..training.outputs import check_output_folder, staged_folder
 from ..training.progress import Reporter
-from .cases import (case_folder, check_keep_fraction, choose_kept, confidence_summary, promote, write_label,
-                    write_new_image, write_report)
+from .cases import StagedCases, check_keep_fraction, confidence_summary, write_label, write_new_image, write_report
 from .confidence import check_measure, label_image
 from .options import DEFAULT_MIN_CONFIDENCE, SynthesizeOptions  # SynthesizeOptions imported from here too
 
@@ -123,10 +121,8 @@ def _synthesize(opts: SynthesizeOptions, out: Path, reporter: Reporter) -> dict:
     reporter.log(f"drawing {opts.count} {prep.dims}D image(s) of {list(prep.patch_size)} pixels in "
                  f"{len(batches)} batch(es) of {opts.steps} DDIM steps; keeping {task.kind} labels with "
                  f"{measure} confidence >= {threshold:g}")
-    rows: list[dict] = []
-    files: dict[str, list[Path]] = {}
-    unusable: set[str] = set()
     with staged_folder(out) as tmp:
+        cases = StagedCases(tmp)
         index = 0
         for b, size in enumerate(batches):
             generator = torch.Generator().manual_seed(opts.seed * 100_003 + b)
@@ -143,21 +139,10 @@ def _synthesize(opts: SynthesizeOptions, out: Path, reporter: Reporter) -> dict:
                 image = to_image(pixels, prep.normalisation, spacing)
                 labeled = label_image(task, image, measure=measure, min_confidence=threshold,
                                       overlap=opts.overlap)
-                staging = case_folder(tmp, kept=False)   # promoted below once every case has its confidence
-                files[case] = [write_new_image(image, staging, case), write_label(task, labeled, staging, case)]
-                if not labeled.usable:
-                    unusable.add(case)
-                rows.append({"case": case, "confidence": round(labeled.confidence, 4), "kept": False,
-                             "reason": labeled.reason, **labeled.details})
+                cases.add(case, labeled, [write_new_image(image, cases.staging, case),
+                                          write_label(task, labeled, cases.staging, case)])
                 index += 1
-        choose_kept(rows, unusable, threshold, opts.keep_fraction)
-        for row in rows:
-            if row["kept"]:
-                promote(tmp, files[row["case"]])
-            if row["kept"] or opts.keep_rejected:
-                row["folder"] = "." if row["kept"] else "rejected"
-        if not opts.keep_rejected:
-            shutil.rmtree(case_folder(tmp, kept=False), ignore_errors=True)
+        rows = cases.settle(threshold, opts.keep_fraction, opts.keep_rejected)
         stats = confidence_summary(rows, threshold, measure, opts.keep_fraction)
         summary = {"pretrained": str(opts.pretrained), "model": str(opts.model), "kind": task.kind,
                    "count": opts.count, "steps": opts.steps, "batch_size": opts.batch_size, "seed": opts.seed,

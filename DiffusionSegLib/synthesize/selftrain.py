@@ -33,8 +33,7 @@ from ..training.checkpoint import WEIGHTS_NAME, load_model_config
 from ..training.guard import CommandGuard
 from ..training.outputs import fresh_folder
 from ..training.progress import Reporter, new_run_dir
-from .cases import (case_folder, check_keep_fraction, choose_kept, confidence_summary, link_image, promote,
-                    write_label, write_report)
+from .cases import StagedCases, check_keep_fraction, confidence_summary, link_image, write_label, write_report
 from .confidence import check_measure, label_image
 from .options import DEFAULT_MIN_CONFIDENCE, SelftrainOptions  # SelftrainOptions imported from here too
 
@@ -44,29 +43,21 @@ REPORT_NAME = "pseudo"
 def pseudo_label(model_dir: Path, images: list[Path], folder: Path, *, measure: str | None,
                  min_confidence: float | None, keep_fraction: float, overlap: float, device: str,
                  precision: str, reporter: Reporter) -> dict:
-    """Label ``images`` with ``model_dir``; the kept cases (see ``choose_kept``) into ``folder``
+    """Label ``images`` with ``model_dir``; the kept cases (see ``cases.choose_kept``) into ``folder``
     (images/ + labels/), the others into ``folder/rejected``; report ``pseudo.json``/``pseudo.csv``.
     Returns the summary."""
     model = load_task_model(model_dir, device, precision)
     measure = check_measure(model.kind, measure)
     threshold = DEFAULT_MIN_CONFIDENCE[model.kind] if min_confidence is None else min_confidence
-    rows, files, unusable = [], {}, set()
+    cases = StagedCases(folder)
     for i, path in enumerate(images):
         case = case_name(path)
         image = read_image(path)
         labeled = label_image(model, image, measure=measure, min_confidence=threshold, overlap=overlap)
-        staging = case_folder(folder, kept=False)   # promoted below once every case has its confidence
-        files[case] = [link_image(path, staging, case, image), write_label(model, labeled, staging, case)]
-        if not labeled.usable:
-            unusable.add(case)
-        rows.append({"case": case, "image": str(path), "confidence": round(labeled.confidence, 4), "kept": False,
-                     "reason": labeled.reason, **labeled.details})
+        cases.add(case, labeled, [link_image(path, cases.staging, case, image),
+                                  write_label(model, labeled, cases.staging, case)], image=str(path))
         reporter.progress(i + 1, len(images))
-    choose_kept(rows, unusable, threshold, keep_fraction)
-    for row in rows:
-        if row["kept"]:
-            promote(folder, files[row["case"]])
-        row["folder"] = "." if row["kept"] else "rejected"
+    rows = cases.settle(threshold, keep_fraction)
     summary = {"model": str(model_dir), "kind": model.kind,
                **confidence_summary(rows, threshold, measure, keep_fraction)}
     write_report(folder, REPORT_NAME, summary, rows)
