@@ -19,6 +19,7 @@ from ..modelconfig import TASK_KINDS, ModelConfig
 from ..training.checkpoint import fit_weights, load_model_config, load_weights
 from ..training.device import Precision, choose_device
 from .defaults import CPU_WINDOWS_PER_CALL, DEFAULT_OVERLAP, GPU_WINDOWS_PER_CALL
+from .parallel import window_workers
 from .windows import blended_slabs, inference_window
 
 
@@ -119,7 +120,7 @@ def output_slabs(model: LoadedModel, grid_pixels: np.ndarray, overlap: float = D
         return
     window = inference_window(x.shape[1:], patch, model.downsampling_factor, max_window_voxels, overlap)
     batch = CPU_WINDOWS_PER_CALL if model.device.type == "cpu" else GPU_WINDOWS_PER_CALL
-    for row, slab in blended_slabs(predict, x, window, overlap, batch):
+    for row, slab in blended_slabs(predict, x, window, overlap, batch, window_workers(model.device)):
         yield row, slab.cpu()
 
 

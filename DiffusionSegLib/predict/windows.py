@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from monai.data.utils import compute_importance_map, dense_patch_slices
 
 from .defaults import DEFAULT_OVERLAP
+from .parallel import ordered_map
 
 
 def inference_window(image_shape: Sequence[int], patch_shape: Sequence[int], factor: int,
@@ -72,7 +73,8 @@ def window_starts(image_shape: Sequence[int], window: Sequence[int], overlap: fl
 
 
 def blended_slabs(predict: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, window: Sequence[int],
-                  overlap: float = DEFAULT_OVERLAP, batch: int = 2) -> Iterator[tuple[int, torch.Tensor]]:
+                  overlap: float = DEFAULT_OVERLAP, batch: int = 2, workers: int = 1
+                  ) -> Iterator[tuple[int, torch.Tensor]]:
     """Gaussian-blended network output of ``image``, one finished slab of rows at a time.
 
     Every call of ``predict`` gets exactly ``batch`` windows: the last batch is filled up by
@@ -89,6 +91,8 @@ def blended_slabs(predict: Callable[[torch.Tensor], torch.Tensor], image: torch.
             it is padded by replicating its border (as MONAI's ``padding_mode="replicate"``)
             and the padding is cut off again.
         batch: windows per call of ``predict``.
+        workers: calls of ``predict`` run at once (``parallel.ordered_map``: on a CPU, one per
+            thread), at most one per call.
     Yields:
         ``(row, slab)``: ``slab`` is ``(C, R, *S[1:])`` float32 on the image's device, rows
         ``row .. row + R - 1`` of the first axis, in order, covering ``S[0]`` exactly once.
@@ -105,12 +109,18 @@ def blended_slabs(predict: Callable[[torch.Tensor], torch.Tensor], image: torch.
     starts = window_starts(padded, window, overlap)   # first axis slowest
     inner = tuple(slice(b, b + s) for b, s in zip(before[1:], shape[1:]))  # the unpadded rows' other axes
     base, acc, norm = 0, None, None   # acc: (C, rows, *padded[1:]) from row ``base``; norm: (rows, *padded[1:])
-    for i in range(0, len(starts), batch):
-        corners = starts[i:i + batch]
+
+    def run(first: int) -> torch.Tensor:
+        """One call of ``predict``: the windows from ``starts[first]`` on, ``(batch, C, *window)``."""
+        corners = starts[first:first + batch]
         filled = corners + [corners[-1]] * (batch - len(corners))
         crops = torch.stack([image[(slice(None), *(slice(c, c + w) for c, w in zip(corner, window)))]
                              for corner in filled])
-        out = predict(crops).float()
+        return predict(crops).float()
+
+    firsts = range(0, len(starts), batch)
+    for i, out in ordered_map(run, firsts, min(workers, len(firsts))):
+        corners = starts[i:i + batch]
         end = corners[-1][0] + window[0]   # the last row any window so far reaches
         if acc is None:
             acc = out.new_zeros((out.shape[1], end, *padded[1:]))

@@ -47,10 +47,12 @@ def test_inference_window_is_cut_to_cover_with_as_many_windows():
     assert len({s[0] for s in window_starts((90, 64, 64), (48, 64, 64), 0.25)}) == 3
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("overlap", [0.5, 0.25, 0.0])
 @pytest.mark.parametrize("shape", [(24, 45, 37), (10, 40, 33)])   # the second is thinner than the window
-def test_blended_slabs_equal_monai(shape, overlap):
-    """Same windows, weights and blend as MONAI's sliding_window_inference, handed out by slab."""
+def test_blended_slabs_equal_monai(shape, overlap, workers):
+    """Same windows, weights and blend as MONAI's sliding_window_inference, handed out by slab,
+    also with two calls of the network running at once (the CPU path)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3, padding=1), torch.nn.Tanh(),
                               torch.nn.Conv3d(4, 3, 3, padding=1)).eval()
@@ -59,7 +61,7 @@ def test_blended_slabs_equal_monai(shape, overlap):
     with torch.no_grad():
         expected = sliding_window_inference(image[None], roi_size=window, sw_batch_size=3, predictor=net,
                                             overlap=overlap, mode="gaussian", padding_mode="replicate")[0]
-        slabs = list(blended_slabs(net, image, window, overlap, batch=3))
+        slabs = list(blended_slabs(net, image, window, overlap, batch=3, workers=workers))
     rows = [r for r, _ in slabs]
     assert rows == sorted(rows) and rows[0] == 0
     assert [r + s.shape[1] for r, s in slabs[:-1]] == rows[1:]   # contiguous, each row once
