@@ -29,7 +29,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overlay", action="store_true", help="also write <case>_overlay.png to look at")
     p.add_argument("--min-confidence", type=float, default=default["min_confidence"],
                    help="landmarks below it are flagged (kept)")
-    p.add_argument("--overlap", type=float, default=default["overlap"], help="sliding-window overlap (3D)")
+    p.add_argument("--overlap", type=float, default=default["overlap"],
+                   help="sliding-window overlap (3D), a fraction of the window; 0.5 is more accurate where the "
+                        "training patch is small against the volume, at about twice the time")
     p.add_argument("--window-voxels", dest="max_window_voxels", type=int, default=default["max_window_voxels"],
                    help="let sliding windows grow past the training patch up to this many voxels (e.g. "
                         f"{MAX_WINDOW_VOXELS}): faster, but the output changes; default (or 0) the training patch")
