@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from .atomic import write_json_atomic
 from .errors import UserError
-from .vocabulary import AUGMENTATIONS, FINETUNE_MODES, TASKS
+from .vocabulary import ARCHITECTURES, AUGMENTATIONS, FINETUNE_MODES, TASKS
 from .vocabulary import OBJECTIVES as VOCABULARY_OBJECTIVES
 
 MODEL_FORMAT = "diffusionseg-model"
@@ -171,7 +171,7 @@ class Normalisation(Section):
 
 @dataclasses.dataclass
 class Network(Section):
-    """The diffusion U-Net (``nets.NetworkConfig``)."""
+    """The U-Net (``nets.NetworkConfig``): a DiffusionModelUNet unless ``architecture`` says BasicUNet."""
     spatial_dims: int
     in_channels: int
     out_channels: int
@@ -182,6 +182,12 @@ class Network(Section):
     norm_num_groups: int
     num_head_channels: int
     extra: dict = dataclasses.field(default_factory=dict)
+    architecture: Optional[str] = _optional()
+
+    def validate(self, where: str) -> None:
+        if self.architecture is not None and self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"{where}.architecture",
+                              f"should be one of {', '.join(ARCHITECTURES)}, not {self.architecture!r}.")
 
 
 @dataclasses.dataclass

@@ -60,6 +60,9 @@ ConfidenceMeasure = _choices("ConfidenceMeasure", ("foreground", "image", "peak"
                              "landmarks peak (synthesize/confidence.py).")
 Schedule = _choices("Schedule", ("linear_beta", "scaled_linear_beta", "sigmoid_beta", "cosine"),
                     "DDPM noise schedule, by MONAI DDPMScheduler's names (linear_beta: Ho et al. 2020's).")
+Architecture = _choices("Architecture", ("DiffusionModelUNet", "BasicUNet"),
+                        "The network family, by MONAI's class names: every preset DiffusionSeg pretrains is a "
+                        "DiffusionModelUNet; preset plain is a BasicUNet (never pretrained; nets/plain.py).")
 Sampler = _choices("Sampler", ("ddim", "ddpm"),
                    "sample: DDIM (eta 0, strided steps; the default) or the full DDPM chain.")
 
@@ -78,6 +81,7 @@ PRECISIONS = values(Precision)
 PROGRESS_MODES = values(Progress)
 CONFIDENCE_MEASURES = values(ConfidenceMeasure)
 AUGMENTATIONS = values(Augmentation)
+ARCHITECTURES = values(Architecture)
 SCHEDULES = values(Schedule)
 SAMPLERS = values(Sampler)
 #: ``--modality`` of pretrain and finetune: a modality, or auto (guessed from the images, data/choose.py).

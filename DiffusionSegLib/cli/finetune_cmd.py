@@ -68,7 +68,8 @@ def add_finetune_options(p: argparse.ArgumentParser) -> None:
                    help="strong: nnU-Net-style spatial and intensity; mild: small affine; none: crops only")
     p.add_argument("--no-augment", dest="augmentation", action="store_const", const=Augmentation.NONE.value,
                    help="the same as --augmentation none")
-    p.add_argument("--preset", default=default["preset"], choices=list(PRESETS), help="with --init random only")
+    p.add_argument("--preset", default=default["preset"], choices=list(PRESETS),
+                   help="with --init random only; plain: MONAI's BasicUNet, the supervised U-Net without pretraining")
     p.add_argument("--image-size", type=positive_int, nargs="+", help="with --init random only")
     p.add_argument("--spacing", type=float, nargs="+", help="with --init random only")
     p.add_argument("--patch-size", type=positive_int, nargs="+",

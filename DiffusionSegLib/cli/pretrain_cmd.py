@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..nets.presets import PRESETS
+from ..nets.presets import PRETRAIN_PRESETS
 from ..pretrain.options import PretrainOptions
 from ..vocabulary import AUTO_MODALITIES, OBJECTIVES, SCHEDULES
 from .common import add_fast_option, add_runtime_options, defaults_of, positive_int
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--images", type=Path, required=True, help="folder of unlabeled images (2D or 3D, not mixed)")
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--dims", type=int, choices=(2, 3), help="check that the images are 2D or 3D")
-    p.add_argument("--preset", default=default["preset"], choices=list(PRESETS),
+    p.add_argument("--preset", default=default["preset"], choices=list(PRETRAIN_PRESETS),
                    help=f"network size (default {default['preset']})")
     p.add_argument("--iterations", type=positive_int, default=default["iterations"])
     p.add_argument("--batch-size", type=positive_int, default=default["batch_size"])

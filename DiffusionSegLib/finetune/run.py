@@ -69,6 +69,11 @@ def _base_model(opts: FinetuneOptions, dims: int, first_image: Path
     one, they follow the same rules as pretraining (``first_image`` guides the modality).
     """
     if opts.pretrained is not None:
+        if network_config(opts.preset, dims).is_plain:
+            raise UserError("preset 'plain' (a BasicUNet) is trained from random initialisation, but a pretrained "
+                            "model was given.", path=opts.pretrained,
+                            fix="drop the pretrained model (--init random) to train the plain U-Net, or drop "
+                                "--preset plain to fine-tune the pretrained one.")
         config = load_model_config(opts.pretrained)
         if config.kind != "pretrained":
             raise UserError(f"--pretrained must be a pretrained model, this one is a {config.kind} model.",

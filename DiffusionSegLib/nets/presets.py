@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
+from ..vocabulary import Architecture
 
 # Why these sizes: "tiny" trains in seconds on a CPU (tests, the demo); "small" is the
 # size measured on JSRT at 64x64 on 2 cores; "base" follows the improved-diffusion
@@ -23,7 +24,16 @@ PRESETS: dict[str, dict] = {
                   num_res_blocks=1, norm_num_groups=16, num_head_channels=32),
     "base": dict(channels=(128, 128, 256, 256, 512), attention_levels=(False, False, False, True, True),
                  num_res_blocks=2, norm_num_groups=32, num_head_channels=64),
+    # Not a diffusion U-Net: MONAI's BasicUNet at its default widths (the last is the decoder's
+    # output width), instance norm, no timestep input, so never pretrained (nets/plain.py).
+    # Why it is a preset: it is the plain supervised U-Net of the benchmarks, which on the 3D
+    # hippocampus beats every DiffusionSeg variant measured so far at N = 1 (benchmarks/results/
+    # RESULTS.md); a user with 3D volumes should be able to train it in the same panel.
+    "plain": dict(architecture=Architecture.BASICUNET.value, channels=(32, 32, 64, 128, 256, 32),
+                  attention_levels=(False,) * 6, num_res_blocks=1, norm_num_groups=1, num_head_channels=1),
 }
+#: The presets ``pretrain`` takes (a denoiser needs the diffusion U-Net's timestep input).
+PRETRAIN_PRESETS = tuple(name for name, preset in PRESETS.items() if "architecture" not in preset)
 
 
 @dataclass
@@ -33,6 +43,8 @@ class NetworkConfig:
     ``in_channels`` counts the image channel plus any conditioning channels (for
     example body-part coordinates); ``out_channels`` is 1 (predicted noise) for a
     pretrained backbone, C classes for segmentation, N heatmaps for landmarks.
+    ``architecture`` None is MONAI's DiffusionModelUNet (every model written before the
+    field existed); ``"BasicUNet"`` (preset plain) reads only ``channels`` as its features.
     """
 
     spatial_dims: int
@@ -45,11 +57,14 @@ class NetworkConfig:
     norm_num_groups: int
     num_head_channels: int
     extra: dict = field(default_factory=dict)
+    architecture: str | None = None
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["channels"] = list(self.channels)
         data["attention_levels"] = list(self.attention_levels)
+        if self.architecture is None:   # a diffusion U-Net's config.json stays as older versions wrote it
+            del data["architecture"]
         return data
 
     @classmethod
@@ -60,9 +75,15 @@ class NetworkConfig:
         return cls(**data)
 
     @property
+    def is_plain(self) -> bool:
+        """A BasicUNet (preset plain): no timestep input, so it cannot be pretrained or probed."""
+        return self.architecture == Architecture.BASICUNET.value
+
+    @property
     def downsampling_factor(self) -> int:
-        """Each level after the first halves the image: sizes must divide by this."""
-        return 2 ** (len(self.channels) - 1)
+        """Each level after the first halves the image: sizes must divide by this. (BasicUNet's
+        last width is its decoder's output, not a level.)"""
+        return 2 ** (len(self.channels) - (2 if self.is_plain else 1))
 
 
 def network_config(preset: str, spatial_dims: int, in_channels: int = 1, out_channels: int = 1) -> NetworkConfig:

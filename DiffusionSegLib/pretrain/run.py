@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..imageio import check_same_dims, list_images
 from ..imageio.verify import verify_images
 from ..nets import NetworkConfig, build_unet, network_config
+from ..nets.presets import PRETRAIN_PRESETS
 from ..nets.fast import FastOptions
 from ..training.checkpoint import STATE_NAME, load_model_config
 from ..training.distributed import rank_share
@@ -63,6 +64,11 @@ def pretrain(opts: PretrainOptions, trained: list | None = None) -> dict:
             opts.seed, opts.augment = before.seed, before.augment
         else:
             net_cfg = network_config(opts.preset, dims)
+            if net_cfg.is_plain:
+                raise UserError("preset 'plain' is a U-Net without the timestep input a denoiser needs, so it "
+                                "cannot be pretrained.",
+                                fix=f"pretrain with --preset {' or '.join(PRETRAIN_PRESETS)}; or train the plain U-Net "
+                                    "directly: diffusionseg finetune --init random --preset plain.")
             diffusion = DiffusionConfig(num_train_timesteps=opts.timesteps, schedule=opts.schedule)
             prep = choose_preprocessing(dims, paths[0], net_cfg, modality=opts.modality, image_size=opts.image_size,
                                         spacing=opts.spacing, patch_size=opts.patch_size,

@@ -264,3 +264,50 @@ def test_pretrained_weights_are_copied_and_head_is_new(dataset, pretrained, tmp_
     state = net.unet.state_dict()
     assert torch.equal(state["conv_in.conv.weight"], weights["conv_in.conv.weight"])
     assert state["out.2.conv.weight"].abs().sum() > 0  # not MONAI's zero initialisation
+
+
+def test_plain_unet_preset_learns_predicts_and_is_never_pretrained(dataset, pretrained, tmp_path, capsys):
+    """Preset plain (MONAI's BasicUNet, the benchmarks' supervised U-Net) trains from random init
+    through the product's own finetune and predict, beats the atlas, and refuses pretraining."""
+    from DiffusionSegLib.imageio import read_image
+    from DiffusionSegLib.suggest.features import load_extractor
+
+    labels = subset(dataset / "labels", tmp_path / "labels", TRAIN, ".nrrd")
+    classes = ["right_lung", "left_lung", "heart"]
+    model = tmp_path / "plain"
+    finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels, out=model,
+                             pretrained=None, preset="plain", image_size=[32, 32], classes=classes,
+                             iterations=120, batch_size=6, learning_rate=3e-3, checkpoint_every=120, device="cpu",
+                             progress="none"))
+    config = json.loads((model / "config.json").read_text())
+    assert config["network"]["architecture"] == "BasicUNet" and config["training"]["init"] == "random"
+    assert "architecture" not in json.loads((pretrained / "config.json").read_text())["network"]  # as before
+    loaded = load_task_model(model, device="cpu")
+    assert type(loaded.network.unet).__name__ == "PlainUNet" and loaded.downsampling_factor == 16
+
+    images = subset(dataset / "images", tmp_path / "test", TEST, ".nrrd")
+    predict(PredictOptions(model=model, images=images, out=tmp_path / "pred", device="cpu", progress="none"))
+    dice = evaluate_segmentations(tmp_path / "pred", dataset / "labels", classes)["summary"]["mean_dice"]
+    atlas = atlas_scores(dataset / "labels", dataset / "images", TRAIN, TEST, classes, tmp_path / "atlas")
+    assert dice >= required_dice(atlas["mean_dice"]), (dice, atlas)
+
+    # suggest reads the same block roles (bottleneck, decoder levels) from the plain U-Net.
+    features, widths, _ = load_extractor(model, device="cpu").describe(read_image(images / "case_006.nrrd"))
+    assert widths == [256, 128, 64, 32, 32] and features.shape == (sum(widths),)
+
+    with pytest.raises(UserError, match="cannot be pretrained"):
+        pretrain(PretrainOptions(images=dataset / "images", out=tmp_path / "pre", preset="plain",
+                                 image_size=[32, 32], iterations=1, device="cpu", progress="none"))
+    assert not (tmp_path / "pre" / "config.json").exists()
+    with pytest.raises(UserError, match="trained from random initialisation"):
+        finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels,
+                                 out=tmp_path / "both", pretrained=pretrained, preset="plain", classes=classes,
+                                 iterations=1, device="cpu", progress="none"))
+    capsys.readouterr()
+    assert main(["pretrain", "--images", str(dataset / "images"), "--out", str(tmp_path / "pre2"),
+                 "--preset", "plain"]) != 0   # not offered by the command line either
+    assert "invalid choice: 'plain'" in capsys.readouterr().err
+    with pytest.raises(UserError, match="more than one voxel"):
+        finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels,
+                                 out=tmp_path / "small", preset="plain", image_size=[16, 16], classes=classes,
+                                 iterations=1, device="cpu", progress="none"))

@@ -171,3 +171,29 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
         [args] = commands
         assert args[0] == command and args[args.index("--labels") + 1] == str(labels)
         assert args[args.index("--iterations") + 1] == "2"
+
+
+def test_batch_plain_preset_trains_from_scratch(batch, tmp_path, capsys, monkeypatch):
+    """--finetune --preset plain (the BasicUNet, never pretrained) does not pick up the project's
+    pretrained model, and does not self-train unless asked (that default was validated on the DDPM U-Net)."""
+    import shutil
+
+    from DiffusionSegModuleLib.corelogic import CoreLogic
+
+    commands = []
+    original = CoreLogic._start
+    monkeypatch.setattr(CoreLogic, "_start", lambda self, record, args: commands.append(args) or original(self, record, args))
+    make_images(tmp_path / "incoming", 3)
+    project_dir = tmp_path / "p"
+    assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--create", "--names",
+                       "organ", "--add-images", str(tmp_path / "incoming"), "--pretrain", "--pretrain-iterations",
+                       "2"]) == 0, capsys.readouterr().err
+    shutil.copyfile(project_dir / "images" / "img0.nrrd", project_dir / "labels" / "img0.seg.nrrd")
+    for preset, scratch in (("plain", True), ("small", False)):
+        commands.clear()
+        assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--finetune",
+                           "--finetune-iterations", "2", "--preset", preset]) == 0, capsys.readouterr().err
+        [args] = commands
+        assert args[0] == "finetune"
+        assert ("--pretrained" not in args) == scratch                  # small: the project's pretrained model
+        assert (args[args.index("--init") + 1] == "random" and "--preset plain" in " ".join(args)) if scratch else True
