@@ -11,8 +11,9 @@ segmentation_hippocampus.py.
   training pool (the labeled draw plus the pool's other images, unlabeled; never the scored
   cases), ``synthesize`` is PTDR's artificial labeled data (fine-tune on the draw, draw images
   from the DDPM model with the product's ``synthesize``, label them with that model, fine-tune
-  again on real + drawn cases), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py, all
-  on the benchmark's network grid (``Grid``: 2D images resized whole, or 3D volumes
+  again on real + drawn cases), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py,
+  ``plain`` the same BasicUNet through the product's own ``finetune --init random --preset plain``
+  (its fine-tuning recipe: AdamW, EMA, the product's schedule), all on the benchmark's network grid (``Grid``: 2D images resized whole, or 3D volumes
   resampled to a spacing and trained on patches);
 - the fields every record carries beside its scores (``Run.record``): the settings it ran
   with, where they came from, whether it was scored on validation or test, wall times and,
@@ -31,6 +32,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from benchmarks.common import PSEUDO_LABELING, link_subset, pretraining_record, recipe_of
+from DiffusionSegLib import modelconfig
+from DiffusionSegLib.nets.presets import PLAIN
 from benchmarks.supervised_unet import SupervisedOptions, Task, predict_folder, train
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.run import PredictOptions, predict
@@ -208,7 +211,8 @@ class Run:
         finetuning = FinetuneOptions(
             **options, images=images, annotations=annotations, out=self.folder / "model",
             iterations=self.iterations, batch_size=args.batch_size,
-            learning_rate=self.learning_rate, timestep=args.timestep, preset=args.preset,
+            learning_rate=self.learning_rate, timestep=args.timestep,
+            preset=PLAIN if self.method == PLAIN else args.preset,
             checkpoint_every=self.iterations, seed=self.seed, augmentation=self.augmentation,
             device=args.device, progress="none")
         self.extra = {"pretraining": pretraining_record(self.pretrained)} if self.pretrained else {}
@@ -231,6 +235,9 @@ class Run:
             self._synthesize(finetuning)
         else:
             self.summary = finetune(finetuning)
+        if self.method == PLAIN:   # the network the product built, as its model folder records it
+            network = modelconfig.load(finetuning.out).network
+            self.extra["recipe"] = {"network": network.architecture, "preset": network.preset}
         self.train_seconds = time.monotonic() - self.started
 
     def _synthesize(self, finetuning: FinetuneOptions) -> None:

@@ -331,7 +331,8 @@ PAIRS = (("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
          ("selftrain", "supervised"), ("selftrain", "selftrain-r0"), ("selftrain", "ddpm"),
          ("selftrain-inductive", "supervised"), ("selftrain-inductive", "selftrain-r0-inductive"),
          ("selftrain-r0-inductive", "supervised"), ("selftrain-r0-inductive", "ddpm"),
-         ("synthesize", "supervised"), ("synthesize", "synthesize-r0"), ("selftrain", "synthesize"))
+         ("synthesize", "supervised"), ("synthesize", "synthesize-r0"), ("selftrain", "synthesize"),
+         ("ddpm", "plain"), ("plain", "supervised"))
 
 
 def validated_only(records: list[dict], choice_path: Path) -> tuple[list[dict], list[str]]:

@@ -8,6 +8,8 @@ scored by the product's evaluate):
 - ``supervised``: the plain MONAI BasicUNet in 3D trained nnU-Net-style from scratch
   (supervised_unet.py), on the same grid and patches, predicted through the product's
   sliding windows;
+- ``plain``: the same BasicUNet as the product's preset plain, trained by the product's own
+  ``finetune --init random --preset plain``;
 - ``probe``: the frozen DDPM U-Net's decoder features at t = 10, 30, 60 read by a small conv head;
 - ``mlp``: the same features read by a pixel-MLP ensemble (Baranchuk et al.);
 - ``probe-tT``: probing with the single timestep T (the timestep ablation);
@@ -51,14 +53,14 @@ from benchmarks.report import HIPPOCAMPUS_CLASSES as CLASSES, hippocampus_tables
 from benchmarks.supervised_unet import segmentation_task  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 
-METHODS = re.compile(r"ddpm|random|other|supervised|probe|mlp|(ddpm|random|probe)-coords|probe-t\d+")
+METHODS = re.compile(r"ddpm|random|other|plain|supervised|probe|mlp|(ddpm|random|probe)-coords|probe-t\d+")
 
 
 def check_methods(args) -> None:
     """Exit with the fix for an unknown method or one whose pretrained model is missing."""
     for method in args.methods:
         if not METHODS.fullmatch(method):
-            sys.exit(f"error: unknown method '{method}'. Fix: use ddpm, random, other, supervised, probe, mlp, "
+            sys.exit(f"error: unknown method '{method}'. Fix: use ddpm, random, other, plain, supervised, probe, mlp, "
                      "probe-tT, ddpm-coords, probe-coords or random-coords.")
         base, _, variant = method.partition("-")
         if variant == "coords" and base != "random" and args.pretrained_coords is None:
@@ -69,7 +71,7 @@ def check_methods(args) -> None:
 
 def method_options(args, method: str) -> dict:
     """FinetuneOptions fields of the methods beyond the protocol's (initialisation, mode, timesteps);
-    ``ddpm``, ``random``, ``other`` and ``supervised`` are the protocol's own (protocol.Run)."""
+    ``ddpm``, ``random``, ``other``, ``plain`` and ``supervised`` are the protocol's own (protocol.Run)."""
     base, _, variant = method.partition("-")
     options = {"mlp_members": args.mlp_members}
     if base in ("probe", "mlp"):

@@ -171,7 +171,7 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
     results = tmp_path / "hippocampus_protocol"
     train, test = split(sorted(case_name(p) for p in (data / "labelsTr").iterdir()))
     common = ["--data", str(data), "--pretrained", str(data.parent / "pretrained"), "--work", str(tmp_path / "work"),
-              "--methods", "ddpm", "random", "supervised", "--ns", "1", "--spacing", "3", "3", "6",
+              "--methods", "ddpm", "random", "plain", "supervised", "--ns", "1", "--spacing", "3", "3", "6",
               "--patch-size", "32", "32", "16", "--iterations", "2", "--device", "cpu"]
 
     # Validation: 1 case held out of the training half, a grid of two learning rates.
@@ -184,7 +184,7 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
     assert set(predicted) == set(held), "validation predicts the held-out train case and nothing else"
     assert not set(predicted) & set(test), "validation never touches the test half"
     records = val["records"]
-    assert len(records) == 3 * 2   # (ddpm, random, supervised) x lr
+    assert len(records) == 4 * 2   # (ddpm, random, plain, supervised) x lr
     for r in records:
         assert r["scored_on"] == "validation" and r["test_cases"] == 1 and not set(r["cases"]) & (set(held) | set(test))
         assert r["spacing"] == [3.0, 3.0, 6.0] and r["patch_size"] == [32, 32, 16] and r["modality"] == "mri"
@@ -194,7 +194,8 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
         assert r["augmentation"] == ("strong" if r["method"] == "supervised" else DEFAULT_AUGMENTATION)
         assert r["predict_seconds_per_volume"] >= 0
         # The pretrained method's record has its pretraining's; its 16x16x16 patch is replaced by --patch-size.
-        assert ("pretraining" in r) == (r["method"] == "ddpm") and ("recipe" in r) == (r["method"] == "supervised")
+        assert ("pretraining" in r) == (r["method"] == "ddpm")
+        assert ("recipe" in r) == (r["method"] in ("supervised", "plain"))
         assert r.get("pretraining", {"training": {"images": 8}})["training"]["images"] == 8
     recipe = next(r["recipe"] for r in records if r["method"] == "supervised")
     assert recipe["patch_size"] == [32, 32, 16] and recipe["spacing"] == [3.0, 3.0, 6.0] and "image_size" not in recipe
@@ -204,7 +205,7 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
     report.choose_settings(results / "validation", report.HIPPOCAMPUS)
     choice = json.loads((results / "choice.json").read_text())
     assert choice["rule"].startswith("highest mean validation mean Dice")
-    for m in ("ddpm", "random", "supervised"):
+    for m in ("ddpm", "random", "plain", "supervised"):
         best = max((r for r in records if r["method"] == m), key=lambda r: r["mean_dice"])
         picked = choice["choice"][m]["1"]
         assert picked["learning_rate"] == best["learning_rate"]
@@ -216,7 +217,7 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
                                segmentation_hippocampus)
     assert set(predicted) == set(test[:2])
     tested = json.loads((results / "test" / "grid.json").read_text())["records"]
-    assert len(tested) == 3
+    assert len(tested) == 4
     for r in tested:
         picked = choice["choice"][r["method"]]["1"]
         assert (r["learning_rate"], r["iterations"]) == (picked["learning_rate"], picked["iterations"])
@@ -224,7 +225,10 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
     text = report.protocol_test(results / "test", report.HIPPOCAMPUS)
     assert "| 1 | ddpm - supervised |" in text and "## Test mean Dice" in text
     summary = json.loads((results / "test" / "summary.json").read_text())
-    assert set(summary["differences"]) == {"ddpm - supervised", "ddpm - random", "random - supervised"}
+    assert set(summary["differences"]) == {"ddpm - supervised", "ddpm - random", "random - supervised",
+                                           "ddpm - plain", "plain - supervised"}
+    # Method plain is the product's BasicUNet preset, trained from random weights by the product's finetune.
+    assert all(r["recipe"] == {"network": "BasicUNet", "preset": "plain"} for r in tested if r["method"] == "plain")
 
 
 def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_path, monkeypatch):
