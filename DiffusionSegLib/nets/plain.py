@@ -18,7 +18,7 @@ from .presets import NetworkConfig
 
 
 class PlainUNet(BasicUNet):
-    """``(N, C_in, *S) -> (N, C_out, *S)``; every side of ``S`` a multiple of 16."""
+    """``(N, C_in, *S) -> (N, C_out, *S)``; every side of ``S`` at least 16 (odd sizes are padded inside)."""
 
     def __init__(self, config: NetworkConfig):
         super().__init__(spatial_dims=config.spatial_dims, in_channels=config.in_channels,

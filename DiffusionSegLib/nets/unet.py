@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -37,13 +38,22 @@ def build_unet(config: NetworkConfig) -> torch.nn.Module:
 
 
 def check_fits(config: NetworkConfig, size: Sequence[int], option: str = "--image-size") -> None:
-    """Raise a UserError unless every side of ``size`` divides by the U-Net's downsampling.
+    """Raise a UserError unless every side of ``size`` divides by the U-Net's downsampling
+    (preset plain: unless the bottleneck keeps more than one voxel).
 
     Args:
         size: the network input size, any axis order.
         option: the option the user sets the size with, named in the message.
     """
     factor = config.downsampling_factor
+    if config.is_plain:
+        # BasicUNet pads its decoder to the encoder's odd sizes, so any side of at least 16 fits;
+        # but its instance norm at the bottleneck normalises over the voxels there: one gives 0 / 0.
+        if min(size) < factor or math.prod(s // factor for s in size) < 2:
+            raise UserError(f"preset 'plain' halves the image 4 times and needs more than one voxel at 1/{factor} "
+                            f"resolution; {list(size)} has {math.prod(s // factor for s in size)}.",
+                            fix=f"make every side of {option} at least {factor} and one at least {2 * factor}.")
+        return
     bad = [s for s in size if s % factor or s < factor]
     if bad:
         fitted = [max(factor, int(round(s / factor)) * factor) for s in size]
@@ -52,10 +62,6 @@ def check_fits(config: NetworkConfig, size: Sequence[int], option: str = "--imag
             f"must be a multiple of {factor}; {list(size)} is not.",
             fix=f"use {option} {' '.join(str(s) for s in fitted)}, or a preset with fewer levels.",
         )
-    if config.is_plain and all(s == factor for s in size):
-        # Instance norm at the bottleneck normalises over its voxels: one voxel gives 0 / 0.
-        raise UserError(f"preset 'plain' needs more than one voxel at 1/{factor} resolution; {list(size)} has one.",
-                        fix=f"make one side of {option} at least {2 * factor}.")
 
 
 def copy_matching_weights(source: Mapping[str, torch.Tensor], model: torch.nn.Module) -> tuple[list[str], list[str]]:

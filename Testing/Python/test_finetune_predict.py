@@ -307,6 +307,8 @@ def test_plain_unet_preset_learns_predicts_and_is_never_pretrained(dataset, pret
     assert main(["pretrain", "--images", str(dataset / "images"), "--out", str(tmp_path / "pre2"),
                  "--preset", "plain"]) != 0   # not offered by the command line either
     assert "invalid choice: 'plain'" in capsys.readouterr().err
+    from DiffusionSegLib.nets import check_fits, network_config
+    check_fits(network_config("plain", 3), [40, 56, 40])   # any side of at least 16: the decoder pads odd sizes
     with pytest.raises(UserError, match="more than one voxel"):
         finetune(FinetuneOptions(task="segmentation", images=dataset / "images", annotations=labels,
                                  out=tmp_path / "small", preset="plain", image_size=[16, 16], classes=classes,
