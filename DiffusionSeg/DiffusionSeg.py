@@ -35,8 +35,8 @@ from DiffusionSegModuleLib.nodeio import MRMLContext
 
 backend.ensure_importable()
 from DiffusionSegLib.vocabulary import (  # noqa: E402  (stated once)
-    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS,
-    FinetuneMode, Modality)
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, FINETUNE_NETWORKS, MODALITIES,
+    PLAIN_PRESET, TASKS, FinetuneMode, FinetuneNetwork, Modality, default_finetune_network)
 
 #
 # DiffusionSeg
@@ -74,6 +74,9 @@ class DiffusionSegParameterNode:
     inputVolume: the current image. annotationNode: what Save writes (an annotation or a
     prediction being corrected); None until the user annotates or opens a case.
     pretrainedModel, taskModel: model folders. finetuneMode: full | probe | mlp (docs/CLI.md).
+    finetuneNetwork: pretrained (fine-tune the pretrained diffusion U-Net) | plain (MONAI's BasicUNet
+    from scratch, ``finetune --init random --preset plain``); set to the project's default
+    (``vocabulary.default_finetune_network``) whenever a project is opened.
     selfTrain: fine-tune with ``diffusionseg selftrain`` (also learns from the unlabeled cases); set to the
     project's default (``CoreLogic.selftrainByDefault``: on for 2D segmentation) whenever a project is opened.
     device: where the backend computes. suggestCount: how many cases "Suggest" ranks.
@@ -91,6 +94,7 @@ class DiffusionSegParameterNode:
     annotationNode: Optional[Union[vtkMRMLSegmentationNode, vtkMRMLMarkupsFiducialNode]] = None
     finetuneIterations: Annotated[int, WithinRange(1, 10_000_000)] = DEFAULT_FINETUNE_ITERATIONS
     finetuneMode: Annotated[str, Choice(list(FINETUNE_MODES))] = FinetuneMode.FULL.value
+    finetuneNetwork: Annotated[str, Choice(list(FINETUNE_NETWORKS))] = FinetuneNetwork.PRETRAINED.value
     selfTrain: bool = False
     taskModel: Path
     device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
@@ -555,6 +559,7 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
         p.names = ", ".join(self.names(project))
         p.modality = project.modality
         p.selfTrain = self.selftrainByDefault(project, p.finetuneMode)
+        p.finetuneNetwork = default_finetune_network(project.task, project.dims)
         # Offer the newest models of the project unless the user already chose some.
         if not self._isModelPath(p.pretrainedModel):
             models = self.listModels(project, "pretrained")
@@ -643,6 +648,9 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
 
     def startFinetuneFromParameters(self):
         p = self.getParameterNode()
+        if p.finetuneNetwork == PLAIN_PRESET:   # the BasicUNet is trained from scratch: no pretrained model
+            return self.startFinetune(self.requireProject(), None, p.finetuneIterations, p.device,
+                                      mode=p.finetuneMode, selftrain=p.selfTrain, preset=PLAIN_PRESET)
         pretrained = p.pretrainedModel if self._isModelPath(p.pretrainedModel) else None
         if pretrained is None and not slicer.util.confirmYesNoDisplay(
                 _("No pretrained model is chosen. Fine-tune from random initialisation?")):

@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import UserError
-from ..vocabulary import Architecture
+from ..vocabulary import PLAIN_PRESET, Architecture
 
 # Why these sizes: "tiny" trains in seconds on a CPU (tests, the demo); "small" is the
 # size measured on JSRT at 64x64 on 2 cores; "base" follows the improved-diffusion
 # U-Net the PTDR and landmark papers use (128-256 channels, attention at 1/8 and 1/16
 # resolution, two residual blocks per level), for a GPU.
-#: The BasicUNet preset's name (see below).
-PLAIN = "plain"
+#: The BasicUNet preset's name (see below; the vocabulary states it for the Slicer module).
+PLAIN = PLAIN_PRESET
 PRESETS: dict[str, dict] = {
     "tiny": dict(channels=(16, 32, 64), attention_levels=(False, False, True), num_res_blocks=1,
                  norm_num_groups=8, num_head_channels=16),

@@ -283,6 +283,34 @@ def test_curve_needs_two_labeled_cases(slicer_panel, tmp_path, monkeypatch):
     slicer_panel.slot_errors.clear()
 
 
+def test_panel_trains_the_plain_unet_from_scratch(slicer_panel, tmp_path, monkeypatch):
+    """Network "plain": Fine-tune trains MONAI's BasicUNet (preset plain) from random weights, without
+    asking for or passing the pretrained model; "pretrained" (the project's default) passes it."""
+    import shutil
+
+    widget, ui = slicer_panel.widget, slicer_panel.widget.ui
+    use_fake_backend(widget, monkeypatch)
+    project = open_project(slicer_panel, tmp_path / "proj")
+    assert [ui.finetuneNetworkComboBox.itemText(i) for i in range(ui.finetuneNetworkComboBox.count)] == \
+        ["pretrained", "plain"]
+    assert widget._parameterNode.finetuneNetwork == "pretrained" == ui.finetuneNetworkComboBox.currentText
+    volume = add_volume("img0", 0)
+    case = widget.logic.addVolume(project, volume)
+    image = next(project.images_dir.iterdir())
+    shutil.copyfile(image, project.labels_dir / f"{case}.seg.nrrd")   # any label file counts as labeled
+    widget._parameterNode.pretrainedModel = tmp_path   # a folder that is no model: plain must not read it
+    ui.finetuneNetworkComboBox.currentIndex = ui.finetuneNetworkComboBox.findText("plain")
+    assert widget._parameterNode.finetuneNetwork == "plain"
+    ui.finetuneIterationsSpinBox.value = 2
+    ui.finetuneButton.click()
+    assert not slicer_panel.slot_errors, slicer_panel.slot_errors
+    command = widget.logic.process.command
+    assert "--pretrained" not in command and command[command.index("--init") + 1] == "random"
+    assert command[command.index("--preset") + 1] == "plain"
+    record = wait_for_run(slicer_panel)
+    assert record.result.status == "done", record.result.message
+
+
 def test_panel_landmarks_stop_at_the_project_landmarks(slicer_panel, tmp_path, monkeypatch):
     import slicer
 
