@@ -142,9 +142,11 @@ def test_batch_script_finds_its_libraries(slicer_core, tmp_path, layout):
         assert len(lines) == 2 and all(str(tmp_path / "install") in line for line in lines), found.stderr
 
 
-def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, monkeypatch):
-    """--finetune --selftrain starts `diffusionseg selftrain` with fine-tuning's options; --no-selftrain `finetune`;
-    neither, the project's default."""
+def labeled_project(batch, tmp_path, capsys, monkeypatch):
+    """A 3D project with a pretrained model (fake backend) and one labeled case; returns (project folder,
+    the list each started backend command is appended to)."""
+    import shutil
+
     from DiffusionSegModuleLib.corelogic import CoreLogic
 
     commands = []
@@ -155,10 +157,15 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
     assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--create", "--names",
                        "organ", "--add-images", str(tmp_path / "incoming"), "--pretrain", "--pretrain-iterations",
                        "2"]) == 0, capsys.readouterr().err
-    import shutil
+    shutil.copyfile(project_dir / "images" / "img0.nrrd", project_dir / "labels" / "img0.seg.nrrd")  # counts as labeled
+    return project_dir, commands
 
+
+def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, monkeypatch):
+    """--finetune --selftrain starts `diffusionseg selftrain` with fine-tuning's options; --no-selftrain `finetune`;
+    neither, the project's default."""
+    project_dir, commands = labeled_project(batch, tmp_path, capsys, monkeypatch)
     labels = project_dir / "labels"
-    shutil.copyfile(project_dir / "images" / "img0.nrrd", labels / "img0.seg.nrrd")  # any label file counts
     # Neither flag: the project's default (a 3D project: plain fine-tuning; see selftrainByDefault).
     for flags, command, title in ((["--selftrain"], "selftrain", "Self-training"),
                                   (["--no-selftrain"], "finetune", "Fine-tuning"), ([], "finetune", "Fine-tuning")):
@@ -176,19 +183,7 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
 def test_batch_plain_preset_trains_from_scratch(batch, tmp_path, capsys, monkeypatch):
     """--finetune --preset plain (the BasicUNet, never pretrained) does not pick up the project's
     pretrained model, and does not self-train unless asked (that default was validated on the DDPM U-Net)."""
-    import shutil
-
-    from DiffusionSegModuleLib.corelogic import CoreLogic
-
-    commands = []
-    original = CoreLogic._start
-    monkeypatch.setattr(CoreLogic, "_start", lambda self, record, args: commands.append(args) or original(self, record, args))
-    make_images(tmp_path / "incoming", 3)
-    project_dir = tmp_path / "p"
-    assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--create", "--names",
-                       "organ", "--add-images", str(tmp_path / "incoming"), "--pretrain", "--pretrain-iterations",
-                       "2"]) == 0, capsys.readouterr().err
-    shutil.copyfile(project_dir / "images" / "img0.nrrd", project_dir / "labels" / "img0.seg.nrrd")
+    project_dir, commands = labeled_project(batch, tmp_path, capsys, monkeypatch)
     for preset, scratch in (("plain", True), ("small", False)):
         commands.clear()
         assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--finetune",
