@@ -36,7 +36,7 @@ from DiffusionSegModuleLib.nodeio import MRMLContext
 backend.ensure_importable()
 from DiffusionSegLib.vocabulary import (  # noqa: E402  (stated once)
     DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, FINETUNE_NETWORKS, MODALITIES,
-    PLAIN_PRESET, TASKS, FinetuneMode, FinetuneNetwork, Modality, default_finetune_network)
+    PLAIN_PRESET, TASKS, FinetuneMode, FinetuneNetwork, Modality)
 
 #
 # DiffusionSeg
@@ -76,7 +76,7 @@ class DiffusionSegParameterNode:
     pretrainedModel, taskModel: model folders. finetuneMode: full | probe | mlp (docs/CLI.md).
     finetuneNetwork: pretrained (fine-tune the pretrained diffusion U-Net) | plain (MONAI's BasicUNet
     from scratch, ``finetune --init random --preset plain``); set to the project's default
-    (``vocabulary.default_finetune_network``) whenever a project is opened.
+    (``CoreLogic.networkByDefault``) whenever a project is opened.
     selfTrain: fine-tune with ``diffusionseg selftrain`` (also learns from the unlabeled cases); set to the
     project's default (``CoreLogic.selftrainByDefault``: on for 2D segmentation) whenever a project is opened.
     device: where the backend computes. suggestCount: how many cases "Suggest" ranks.
@@ -558,8 +558,8 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
         p.imageKind = f"{project.dims}D"
         p.names = ", ".join(self.names(project))
         p.modality = project.modality
-        p.selfTrain = self.selftrainByDefault(project, p.finetuneMode)
-        p.finetuneNetwork = default_finetune_network(project.task, project.dims)
+        p.finetuneNetwork = self.networkByDefault(project)
+        p.selfTrain = self.selftrainByDefault(project, p.finetuneMode, p.finetuneNetwork)
         # Offer the newest models of the project unless the user already chose some.
         if not self._isModelPath(p.pretrainedModel):
             models = self.listModels(project, "pretrained")

@@ -365,12 +365,21 @@ class CoreLogic:
         return out
 
     @staticmethod
-    def selftrainByDefault(project, mode: str = "full") -> bool:
+    def selftrainByDefault(project, mode: str = "full", network: str | None = None) -> bool:
         """Whether Fine-tune self-trains unless the user says otherwise: where it won on validation
-        (``vocabulary.default_selftrain``: 2D segmentation), and only when it can run (full mode, and
-        unlabeled cases to learn from)."""
-        return (vocabulary().default_selftrain(project.task, project.dims) and mode == "full"
-                and bool(project.unlabeled_cases()))
+        (``vocabulary.default_selftrain``: 2D segmentation, with the pretrained diffusion U-Net), and
+        only when it can run (full mode, and unlabeled cases to learn from). ``network`` None: the
+        project's default (:meth:`networkByDefault`)."""
+        words = vocabulary()
+        network = network or CoreLogic.networkByDefault(project)
+        return (words.default_selftrain(project.task, project.dims) and mode == "full"
+                and network == words.FinetuneNetwork.PRETRAINED.value and bool(project.unlabeled_cases()))
+
+    @staticmethod
+    def networkByDefault(project) -> str:
+        """What Fine-tune trains unless the user says otherwise (``vocabulary.default_finetune_network``):
+        the pretrained diffusion U-Net, or ``plain`` (MONAI's BasicUNet from scratch)."""
+        return vocabulary().default_finetune_network(project.task, project.dims)
 
     def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto",
                       preset: str | None = None, image_size: Sequence[int] | None = None,

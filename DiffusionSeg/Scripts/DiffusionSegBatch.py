@@ -5,7 +5,7 @@
         [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...] [--suggest K] [--curve]
         [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--selftrain | --no-selftrain]
         [--pretrained DIR] [--model DIR]
-        [--preset tiny|small|base|plain] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
+        [--network pretrained|plain] [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
 
 Steps run in that order, through the same Logic as the module panel (the background
 ``diffusionseg`` process, its progress events, its files). Progress goes to stdout, one
@@ -32,10 +32,10 @@ from DiffusionSegModuleLib import backend, projectfiles  # noqa: E402
 
 backend.ensure_importable()
 from DiffusionSegLib.errors import UserError  # noqa: E402
-from DiffusionSegLib.nets.presets import PRESETS, PRETRAIN_PRESETS  # noqa: E402  (torch-free)
+from DiffusionSegLib.nets.presets import PRETRAIN_PRESETS  # noqa: E402  (torch-free)
 from DiffusionSegLib.vocabulary import (  # noqa: E402
-    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, MODALITIES, TASKS,
-    FinetuneMode, Modality)
+    DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, FINETUNE_NETWORKS, MODALITIES,
+    PLAIN_PRESET, TASKS, FinetuneMode, Modality)
 
 
 def parse_args(argv):
@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="estimate what one more annotation brings (runs/curve-*/curve.png, curve.json)")
     parser.add_argument("--suggest", type=int, metavar="K",
                         help="rank K unlabeled cases to annotate next (written to runs/suggest-*/suggestions.csv)")
-    parser.add_argument("--preset", choices=list(PRESETS),
-                        help="network size for a new network (default: the backend's, tiny); plain: MONAI's "
-                             "BasicUNet, trained by --finetune from scratch (never pretrained)")
+    parser.add_argument("--network", choices=list(FINETUNE_NETWORKS),
+                        help="what --finetune trains: the pretrained diffusion U-Net, or plain: MONAI's BasicUNet "
+                             "from scratch (never pretrained); default: the project's (as the panel's)")
+    parser.add_argument("--preset", choices=list(PRETRAIN_PRESETS),
+                        help="diffusion U-Net size for a new network (default: the backend's, tiny)")
     parser.add_argument("--image-size", type=int, nargs="+", metavar="N",
                         help="network input size x y [z] for a new network (default: the project's, else 128 128 in 2D)")
     parser.add_argument("--batch-size", type=int, help="images per step (default: the backend's)")
@@ -141,19 +143,16 @@ def main(argv=None) -> int:
                 project, args.pretrain_iterations, args.device, **network)).out
         model = args.model
         if args.finetune:
-            # A preset that cannot be pretrained (plain) trains from scratch, whatever the project holds.
-            scratch = args.preset is not None and args.preset not in PRETRAIN_PRESETS
-            if pretrained is None and not scratch:
+            chosen = args.network or logic.networkByDefault(project)
+            plain = chosen == PLAIN_PRESET   # MONAI's BasicUNet, from scratch whatever the project holds
+            if pretrained is None and not plain:
                 found = projectfiles.list_models(project, ["pretrained"])
                 pretrained = found[0] if found else None
-            if scratch:
-                pretrained = None
-            # Self-training by default was validated on the DDPM-pretrained U-Net only.
-            selftrain = (not scratch and logic.selftrainByDefault(project, args.mode)) if args.selftrain is None \
+            selftrain = logic.selftrainByDefault(project, args.mode, chosen) if args.selftrain is None \
                 else args.selftrain
             model = run_step(logic, "finetune", lambda: logic.startFinetune(
-                project, pretrained, args.finetune_iterations, args.device, mode=args.mode, selftrain=selftrain,
-                **network)).out
+                project, None if plain else pretrained, args.finetune_iterations, args.device, mode=args.mode,
+                selftrain=selftrain, **{**network, **({"preset": PLAIN_PRESET} if plain else {})})).out
         if args.predict:
             if model is None:
                 found = projectfiles.list_models(project, [project.task])

@@ -180,15 +180,20 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
         assert args[args.index("--iterations") + 1] == "2"
 
 
-def test_batch_plain_preset_trains_from_scratch(batch, tmp_path, capsys, monkeypatch):
-    """--finetune --preset plain (the BasicUNet, never pretrained) does not pick up the project's
-    pretrained model, and does not self-train unless asked (that default was validated on the DDPM U-Net)."""
+def test_batch_plain_network_trains_from_scratch(batch, tmp_path, capsys, monkeypatch):
+    """--finetune --network plain (MONAI's BasicUNet, never pretrained) does not pick up the project's
+    pretrained model, and does not self-train unless asked (that default was validated on the DDPM U-Net);
+    --network pretrained (here the project's default) passes it."""
     project_dir, commands = labeled_project(batch, tmp_path, capsys, monkeypatch)
-    for preset, scratch in (("plain", True), ("small", False)):
+    for flags, plain in ((["--network", "plain"], True), (["--network", "pretrained"], False), ([], False)):
         commands.clear()
         assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--finetune",
-                           "--finetune-iterations", "2", "--preset", preset]) == 0, capsys.readouterr().err
+                           "--finetune-iterations", "2", *flags]) == 0, capsys.readouterr().err
         [args] = commands
         assert args[0] == "finetune"
-        assert ("--pretrained" not in args) == scratch                  # small: the project's pretrained model
-        assert (args[args.index("--init") + 1] == "random" and "--preset plain" in " ".join(args)) if scratch else True
+        assert ("--pretrained" not in args) == plain
+        if plain:
+            assert args[args.index("--init") + 1] == "random" and args[args.index("--preset") + 1] == "plain"
+    capsys.readouterr()
+    with pytest.raises(SystemExit):   # the size of a diffusion U-Net only: plain is a --network
+        batch.parse_args(["--project", str(project_dir), "--preset", "plain"])
