@@ -32,7 +32,8 @@ PRESETS: dict[str, dict] = {
     # hippocampus beats every DiffusionSeg variant measured so far at N = 1 (benchmarks/results/
     # RESULTS.md); a user with 3D volumes should be able to train it in the same panel.
     PLAIN: dict(architecture=Architecture.BASICUNET.value, channels=(32, 32, 64, 128, 256, 32),
-                  attention_levels=(False,) * 6, num_res_blocks=1, norm_num_groups=1, num_head_channels=1),
+                # unused by BasicUNet; kept so every preset fills the same NetworkConfig fields
+                attention_levels=(False,) * 6, num_res_blocks=1, norm_num_groups=1, num_head_channels=1),
 }
 #: The presets ``pretrain`` takes (a denoiser needs the diffusion U-Net's timestep input).
 PRETRAIN_PRESETS = tuple(name for name, preset in PRESETS.items() if "architecture" not in preset)
