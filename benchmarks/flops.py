@@ -58,13 +58,15 @@ sys.path.insert(0, str(REPO))
 from DiffusionSegLib.predict.defaults import CPU_WINDOWS_PER_CALL, GPU_WINDOWS_PER_CALL  # noqa: E402  (torch-free)
 
 # (preset, size as the issue writes it: x, y[, z], training batch). Issue 16's table,
-# plus the small preset in 3D.
+# plus the small preset in 3D and preset plain (MONAI's BasicUNet; timesteps ignored).
 CONFIGS = [
     ("tiny", (128, 128), 8),
     ("small", (64, 64), 8),
     ("small", (128, 128), 8),
     ("tiny", (64, 64, 32), 2),
     ("small", (64, 64, 32), 2),
+    ("plain", (64, 64), 8),
+    ("plain", (64, 64, 32), 2),
 ]
 QUICK_CONFIGS = [("tiny", (32, 32), 2), ("tiny", (16, 16, 8), 1)]
 PEAK_SIZE, QUICK_PEAK_SIZE = 2048, 256   # matmul side; the convolution scales with it
