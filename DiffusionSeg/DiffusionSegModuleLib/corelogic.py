@@ -289,7 +289,8 @@ class CoreLogic:
 
         ``image_size`` (ITK order x, y[, z]) defaults to the project's ``target_size``; without
         a size, the project's ``target_spacing`` is used (the backend takes one or the other).
-        Nothing given: the backend's defaults (tiny preset; 2D resized to 128 x 128).
+        Nothing given: the backend's defaults (2D: small preset, 64 pixels across the shorter side;
+        3D: tiny preset, 64 x 64 x 32 patches).
         """
         args = ["--preset", preset] if preset else []
         size = image_size or project.target_size

@@ -73,9 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what --finetune trains: the pretrained diffusion U-Net, or plain: MONAI's BasicUNet "
                              "from scratch (never pretrained); default: the project's (as the panel's)")
     parser.add_argument("--preset", choices=list(PRETRAIN_PRESETS),
-                        help="diffusion U-Net size for a new network (default: the backend's, tiny)")
+                        help="diffusion U-Net size for a new network (default: the backend's, 2D small, 3D tiny)")
     parser.add_argument("--image-size", type=int, nargs="+", metavar="N",
-                        help="network input size x y [z] for a new network (default: the project's, else 128 128 in 2D)")
+                        help="network input size x y [z] for a new network (default: the project's, else the backend's: 2D 64 across the shorter side)")
     parser.add_argument("--batch-size", type=int, help="images per step (default: the backend's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backend-module", default="DiffusionSegLib", help=argparse.SUPPRESS)  # tests

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..nets.presets import PRETRAIN_PRESETS
+from ..nets.presets import DEFAULT_PRESETS, PRETRAIN_PRESETS
 from ..pretrain.options import PretrainOptions
 from ..vocabulary import AUTO_MODALITIES, OBJECTIVES, SCHEDULES
 from .common import add_fast_option, add_runtime_options, defaults_of, positive_int
@@ -21,12 +21,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument("--dims", type=int, choices=(2, 3), help="check that the images are 2D or 3D")
     p.add_argument("--preset", default=default["preset"], choices=list(PRETRAIN_PRESETS),
-                   help=f"network size (default {default['preset']})")
+                   help="network size (default: " + ", ".join(f"{d}D {p}" for d, p in DEFAULT_PRESETS.items()) + ")")
     p.add_argument("--iterations", type=positive_int, default=default["iterations"])
     p.add_argument("--batch-size", type=positive_int, default=default["batch_size"])
     p.add_argument("--learning-rate", type=float, default=default["learning_rate"])
     p.add_argument("--weight-decay", type=float, default=default["weight_decay"])
-    p.add_argument("--image-size", type=positive_int, nargs="+", help="resize whole images to this (2D default 128 128)")
+    p.add_argument("--image-size", type=positive_int, nargs="+", help="resize whole images to this (2D default: 64 across the shorter side, the other in proportion)")
     p.add_argument("--spacing", type=float, nargs="+", help="resample to this spacing in mm (CT, MRI)")
     p.add_argument("--patch-size", type=positive_int, nargs="+", help="training patch size (3D default 64 64 32)")
     p.add_argument("--coordinates", default=default["coordinates"], metavar="none|position|bpr:MODEL_DIR",

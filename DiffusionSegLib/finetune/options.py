@@ -47,7 +47,7 @@ class FinetuneOptions:
     # hippocampus crops) gives more context and fewer windows at prediction.
     patch_size: list[int] | None = None
     # Used only without --pretrained (otherwise the pretrained model decides):
-    preset: str = "tiny"
+    preset: str | None = None          # None: nets.presets.DEFAULT_PRESETS (2D small, 3D tiny)
     image_size: list[int] | None = None
     spacing: list[float] | None = None
     modality: Annotated[str, AUTO_MODALITIES] = AUTO_MODALITY

@@ -63,7 +63,7 @@ def _resize(image: sitk.Image, size: np.ndarray, spacing: np.ndarray, interpolat
 def resample_to_size(image: sitk.Image, size_xyz: Sequence[int], interpolator: str = "linear") -> sitk.Image:
     """The same field of view on a grid of ``size_xyz`` voxels (spacing changes).
 
-    Origin corner and direction are kept. Used to bring every radiograph to e.g. 128x128.
+    Origin corner and direction are kept. Used to bring every radiograph to e.g. 64x64.
     """
     _interpolator(interpolator)
     _check_length("size_xyz", size_xyz, image)

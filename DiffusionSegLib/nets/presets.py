@@ -38,6 +38,13 @@ PRESETS: dict[str, dict] = {
 #: The presets ``pretrain`` takes (a denoiser needs the diffusion U-Net's timestep input).
 PRETRAIN_PRESETS = tuple(name for name, preset in PRESETS.items() if "architecture" not in preset)
 
+#: A new network's preset when none is chosen, by spatial dims. 2D: small, the recipe every JSRT
+#: and ISBI benchmark ran; on the JSRT validation split it beat tiny at 128x128 (the default before
+#: session 12) by 1.8 / 2.5 mIoU at N = 1 / 2, and takes half the time per pretraining step
+#: (benchmarks/results/RESULTS.md, session 12). 3D: tiny, what the hippocampus benchmarks ran (small
+#: costs 3.5 times the time per 3D step on a CPU).
+DEFAULT_PRESETS = {2: "small", 3: "tiny"}
+
 
 @dataclass
 class NetworkConfig:
@@ -89,8 +96,11 @@ class NetworkConfig:
         return 2 ** (len(self.channels) - (2 if self.is_plain else 1))
 
 
-def network_config(preset: str, spatial_dims: int, in_channels: int = 1, out_channels: int = 1) -> NetworkConfig:
-    """The configuration of ``preset`` for the given dimensionality and channels."""
+def network_config(preset: str | None, spatial_dims: int, in_channels: int = 1, out_channels: int = 1
+                   ) -> NetworkConfig:
+    """The configuration of ``preset`` (None: ``DEFAULT_PRESETS``) for the given dimensionality and channels."""
+    if preset is None and spatial_dims in DEFAULT_PRESETS:
+        preset = DEFAULT_PRESETS[spatial_dims]
     if preset not in PRESETS:
         raise UserError(f"unknown preset '{preset}'.", fix=f"use --preset with one of {', '.join(PRESETS)}.")
     if spatial_dims not in (2, 3):

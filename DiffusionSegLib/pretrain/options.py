@@ -22,7 +22,7 @@ class PretrainOptions:
     images: Path
     out: Path
     dims: int | None = None
-    preset: str = "tiny"
+    preset: str | None = None          # None: nets.presets.DEFAULT_PRESETS (2D small, 3D tiny)
     iterations: int = DEFAULT_PRETRAIN_ITERATIONS
     batch_size: int = 8
     learning_rate: float = 2e-4

@@ -142,8 +142,8 @@ def test_cli_errors_are_one_clear_line_and_write_nothing(tmp_path, capsys):
 
     images = blob_images(tmp_path / "images", n=4, size=30)
     code, err = run_cli(["pretrain", "--images", images, "--out", out, "--image-size", "30", "30",
-                         "--progress", "none", "--device", "cpu"], capsys)
-    assert code == 2 and "multiple of 4" in err and "--image-size 32 32" in err and not out.exists()
+                         "--progress", "none", "--device", "cpu"], capsys)   # the 2D default preset, small
+    assert code == 2 and "multiple of 8" in err and "--image-size 32 32" in err and not out.exists()
 
     mixed = blob_images(tmp_path / "mixed", n=2, size=16)
     blob_images(tmp_path / "mixed3d", n=1, size=16, dims=3)
@@ -209,3 +209,26 @@ def test_masked_image_modelling_baseline_learns(tmp_path):
 
     with pytest.raises(UserError, match="draw images"):
         sample_model(out, tmp_path / "s", count=1, steps=1, device="cpu", progress="none")
+
+
+def test_default_network_is_small_in_2d_tiny_in_3d_and_keeps_the_radiograph_shape(tmp_path):
+    """Without --preset and --image-size: 2D takes the small preset at 64 pixels across the shorter side,
+    the longer one in proportion (rounded to the preset's factor 8); 3D the tiny preset."""
+    from DiffusionSegLib.data.choose import choose_preprocessing, default_image_size
+    from DiffusionSegLib.nets import network_config
+
+    folder = tmp_path / "ceph"
+    folder.mkdir()
+    image = sitk.GetImageFromArray(np.zeros((240, 193), np.float32))   # numpy (y, x): 193 wide, 240 tall
+    sitk.WriteImage(image, str(folder / "a.nrrd"))
+    assert default_image_size(folder / "a.nrrd", 8) == [64, 80]         # ISBI's 1935 x 2400 shape
+    assert default_image_size(folder / "a.nrrd", 16) == [64, 80]
+    assert network_config(None, 2).preset == "small" and network_config(None, 3).preset == "tiny"
+    prep = choose_preprocessing(2, folder / "a.nrrd", network_config(None, 2), modality="xray")
+    assert prep.image_size == prep.patch_size == [64, 80]
+
+    out = tmp_path / "model"
+    pretrain(PretrainOptions(images=blob_images(tmp_path / "images", n=2, size=32), out=out, iterations=1,
+                             batch_size=2, checkpoint_every=1, device="cpu", progress="none"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["network"]["preset"] == "small" and config["preprocessing"]["image_size"] == [64, 64]
