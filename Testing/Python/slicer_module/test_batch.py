@@ -183,9 +183,9 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
 def test_batch_plain_network_trains_from_scratch(batch, tmp_path, capsys, monkeypatch):
     """--finetune --network plain (MONAI's BasicUNet, never pretrained) does not pick up the project's
     pretrained model, and does not self-train unless asked (that default was validated on the DDPM U-Net);
-    --network pretrained (here the project's default) passes it."""
+    --network pretrained passes it; neither flag, the project's default (3D segmentation: plain)."""
     project_dir, commands = labeled_project(batch, tmp_path, capsys, monkeypatch)
-    for flags, plain in ((["--network", "plain"], True), (["--network", "pretrained"], False), ([], False)):
+    for flags, plain in ((["--network", "plain"], True), (["--network", "pretrained"], False), ([], True)):
         commands.clear()
         assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--finetune",
                            "--finetune-iterations", "2", *flags]) == 0, capsys.readouterr().err
