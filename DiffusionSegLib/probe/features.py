@@ -9,6 +9,7 @@ window over a volume the size of the window equals the whole-volume pass.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import torch
@@ -41,9 +42,12 @@ class DecoderFeatures(nn.Module):
         self.noise_seed = int(noise_seed)
         self.blocks = list(range(len(unet.up_blocks))) if blocks is None else [int(b) for b in blocks]
         self.channels = len(self.timesteps) * sum(_block_channels(unet, b) for b in self.blocks)
-        self._captured: list[torch.Tensor] = []
+        # Per thread: prediction runs several sliding windows at once on a CPU (predict/parallel.py),
+        # each on its own thread, and each call must read back only its own blocks' outputs.
+        self._local = threading.local()
         for b in self.blocks:
-            unet.up_blocks[b].register_forward_hook(lambda _m, _i, out: self._captured.append(out))
+            unet.up_blocks[b].register_forward_hook(
+                lambda _m, _i, out: getattr(self._local, "captured", []).append(out))
 
     def train(self, mode: bool = True) -> "DecoderFeatures":
         # The backbone stays in eval mode whatever the head does: it is a fixed feature extractor.
@@ -67,12 +71,12 @@ class DecoderFeatures(nn.Module):
             a = self.alphas_cumprod[t]
             noisy = a.sqrt() * image + (1 - a).sqrt() * noise
             net_in = torch.cat([noisy, condition], dim=1) if condition.shape[1] else noisy
-            self._captured = []
+            self._local.captured = []
             self.unet(net_in, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long))
-            for out in self._captured:
+            for out in self._local.captured:
                 features.append(out if tuple(out.shape[2:]) == size
                                 else F.interpolate(out.float(), size=size, mode=mode, align_corners=False))
-        self._captured = []
+        self._local.captured = []
         return torch.cat([f.float() for f in features], dim=1)
 
 
