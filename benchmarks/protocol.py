@@ -13,8 +13,9 @@ segmentation_hippocampus.py.
   from the DDPM model with the product's ``synthesize``, label them with that model, fine-tune
   again on real + drawn cases), ``supervised`` trains the plain MONAI BasicUNet of supervised_unet.py,
   ``plain`` the same BasicUNet through the product's own ``finetune --init random --preset plain``
-  (its fine-tuning recipe: AdamW, EMA, the product's schedule), all on the benchmark's network grid (``Grid``: 2D images resized whole, or 3D volumes
-  resampled to a spacing and trained on patches);
+  (its fine-tuning recipe: AdamW, EMA, the product's schedule), all on the benchmark's network
+  grid (``Grid``: 2D images resized whole, or 3D volumes resampled to a spacing and trained on
+  patches);
 - the fields every record carries beside its scores (``Run.record``): the settings it ran
   with, where they came from, whether it was scored on validation or test, wall times and,
   for pretrained methods, the pretraining's own record. ``common.run_grid`` adds the
