@@ -13,7 +13,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..errors import UserError
-from ..imageio import normalisation_for, read_image
+from ..imageio import normalisation_for, read_image, read_image_info
 from ..nets import NetworkConfig, check_fits
 from .coordinates import NONE, coordinate_channels
 from .preprocess import Preprocessing
@@ -29,8 +29,8 @@ DEFAULT_PATCH_SIZE_3D = [64, 64, 32]
 
 def default_image_size(first_image: Path, factor: int) -> list[int]:
     """(x, y) for a 2D network: ``DEFAULT_SHORT_SIDE_2D`` across the shorter side of ``first_image``
-    (a multiple of ``factor``), the longer side in proportion, rounded to ``factor``."""
-    size = read_image(first_image).GetSize()[:2]
+    (a multiple of ``factor``), the longer side in proportion, rounded to ``factor``. Reads the header only."""
+    size = read_image_info(first_image).size[:2]
     short = max(factor, DEFAULT_SHORT_SIDE_2D // factor * factor)
     return [max(short, int(round(short * s / min(size) / factor)) * factor) for s in size]
 
@@ -64,6 +64,7 @@ def choose_preprocessing(dims: int, first_image: Path, net: NetworkConfig, *, mo
                             fix=f"give {name} as {' '.join(['N'] * dims)}.")
     if dims == 2 and image_size is None and spacing is None:
         image_size = default_image_size(first_image, net.downsampling_factor)
+    # At most one header read: the fallback below runs only when no image size was given or chosen.
     patch = patch_size or (image_size if dims == 2 and image_size else None) or (
         DEFAULT_PATCH_SIZE_3D if dims == 3 else default_image_size(first_image, net.downsampling_factor))
     check_fits(net, patch, option="--patch-size" if patch_size or dims == 3 else "--image-size")
