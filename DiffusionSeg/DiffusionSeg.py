@@ -648,15 +648,13 @@ class DiffusionSegLogic(CoreLogic, ScriptedLoadableModuleLogic):
 
     def startFinetuneFromParameters(self):
         p = self.getParameterNode()
-        if p.finetuneNetwork == PLAIN_PRESET:   # the BasicUNet is trained from scratch: no pretrained model
-            return self.startFinetune(self.requireProject(), None, p.finetuneIterations, p.device,
-                                      mode=p.finetuneMode, selftrain=p.selfTrain, preset=PLAIN_PRESET)
         pretrained = p.pretrainedModel if self._isModelPath(p.pretrainedModel) else None
-        if pretrained is None and not slicer.util.confirmYesNoDisplay(
+        # The plain BasicUNet is trained from scratch: no pretrained model to miss.
+        if pretrained is None and p.finetuneNetwork != PLAIN_PRESET and not slicer.util.confirmYesNoDisplay(
                 _("No pretrained model is chosen. Fine-tune from random initialisation?")):
             return None
         return self.startFinetune(self.requireProject(), pretrained, p.finetuneIterations, p.device,
-                                  mode=p.finetuneMode, selftrain=p.selfTrain)
+                                  mode=p.finetuneMode, selftrain=p.selfTrain, network=p.finetuneNetwork)
 
     def startPredictFromParameters(self, currentOnly: bool):
         p = self.getParameterNode()

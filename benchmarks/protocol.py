@@ -34,7 +34,7 @@ from pathlib import Path
 
 from benchmarks.common import PSEUDO_LABELING, link_subset, pretraining_record, recipe_of
 from DiffusionSegLib import modelconfig
-from DiffusionSegLib.nets.presets import PLAIN
+from DiffusionSegLib.vocabulary import PLAIN_PRESET
 from benchmarks.supervised_unet import SupervisedOptions, Task, predict_folder, train
 from DiffusionSegLib.finetune.run import FinetuneOptions, finetune
 from DiffusionSegLib.predict.run import PredictOptions, predict
@@ -213,7 +213,7 @@ class Run:
             **options, images=images, annotations=annotations, out=self.folder / "model",
             iterations=self.iterations, batch_size=args.batch_size,
             learning_rate=self.learning_rate, timestep=args.timestep,
-            preset=PLAIN if self.method == PLAIN else args.preset,
+            preset=PLAIN_PRESET if self.method == PLAIN_PRESET else args.preset,
             checkpoint_every=self.iterations, seed=self.seed, augmentation=self.augmentation,
             device=args.device, progress="none")
         self.extra = {"pretraining": pretraining_record(self.pretrained)} if self.pretrained else {}
@@ -236,7 +236,7 @@ class Run:
             self._synthesize(finetuning)
         else:
             self.summary = finetune(finetuning)
-        if self.method == PLAIN:   # the network the product built, as its model folder records it
+        if self.method == PLAIN_PRESET:   # the network the product built, as its model folder records it
             network = modelconfig.load(finetuning.out).network
             self.extra["recipe"] = {"network": network.architecture, "preset": network.preset}
         self.train_seconds = time.monotonic() - self.started

@@ -384,13 +384,18 @@ class CoreLogic:
 
     def startFinetune(self, project, pretrained: Path | None, iterations: int, device: str = "auto",
                       preset: str | None = None, image_size: Sequence[int] | None = None,
-                      batch_size: int | None = None, mode: str = "full", selftrain: bool = False) -> Path:
+                      batch_size: int | None = None, mode: str = "full", selftrain: bool = False,
+                      network: str | None = None) -> Path:
         """Fine-tune on the labeled cases; returns the task model folder it writes.
 
         ``pretrained`` None trains from random initialisation (then preset and image_size apply).
         ``selftrain``: also learn from the unlabeled cases (see :meth:`finetuneArgs`); about twice
-        the time of fine-tuning, plus one prediction of every unlabeled case.
+        the time of fine-tuning, plus one prediction of every unlabeled case. ``network``
+        (``vocabulary.FINETUNE_NETWORKS``; None: pretrained): ``plain`` trains MONAI's BasicUNet from
+        scratch, so ``pretrained`` and ``preset`` are not used.
         """
+        if network == vocabulary().PLAIN_PRESET:
+            pretrained, preset = None, network
         if not project.labeled_cases():
             raise ValueError(_("No case is labeled yet. Annotate and save at least one case first."))
         if selftrain and mode != "full":

@@ -4,8 +4,8 @@
         [--create --task segmentation|landmarks --dims 2|3 --names a,b,c [--modality ct]]
         [--add-images FOLDER] [--pretrain] [--finetune] [--predict unlabeled|CASE ...] [--suggest K] [--curve]
         [--pretrain-iterations N] [--finetune-iterations N] [--mode full|probe|mlp] [--selftrain | --no-selftrain]
-        [--pretrained DIR] [--model DIR]
-        [--network pretrained|plain] [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
+        [--pretrained DIR] [--model DIR] [--network pretrained|plain]
+        [--preset tiny|small|base] [--image-size X Y [Z]] [--batch-size B] [--device auto|cpu|cuda|mps]
 
 Steps run in that order, through the same Logic as the module panel (the background
 ``diffusionseg`` process, its progress events, its files). Progress goes to stdout, one
@@ -35,7 +35,7 @@ from DiffusionSegLib.errors import UserError  # noqa: E402
 from DiffusionSegLib.nets.presets import PRETRAIN_PRESETS  # noqa: E402  (torch-free)
 from DiffusionSegLib.vocabulary import (  # noqa: E402
     DEFAULT_FINETUNE_ITERATIONS, DEFAULT_PRETRAIN_ITERATIONS, FINETUNE_MODES, FINETUNE_NETWORKS, MODALITIES,
-    PLAIN_PRESET, TASKS, FinetuneMode, Modality)
+    TASKS, FinetuneMode, Modality)
 
 
 def parse_args(argv):
@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=list(PRETRAIN_PRESETS),
                         help="diffusion U-Net size for a new network (default: the backend's, 2D small, 3D tiny)")
     parser.add_argument("--image-size", type=int, nargs="+", metavar="N",
-                        help="network input size x y [z] for a new network (default: the project's, else the backend's: 2D 64 across the shorter side)")
+                        help="network input size x y [z] for a new network (default: the project's, else the "
+                             "backend's: in 2D 64 across the shorter side)")
     parser.add_argument("--batch-size", type=int, help="images per step (default: the backend's)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--backend-module", default="DiffusionSegLib", help=argparse.SUPPRESS)  # tests
@@ -143,16 +144,15 @@ def main(argv=None) -> int:
                 project, args.pretrain_iterations, args.device, **network)).out
         model = args.model
         if args.finetune:
-            chosen = args.network or logic.networkByDefault(project)
-            plain = chosen == PLAIN_PRESET   # MONAI's BasicUNet, from scratch whatever the project holds
-            if pretrained is None and not plain:
+            chosen = args.network or logic.networkByDefault(project)   # plain: startFinetune reads no pretrained model
+            if pretrained is None:
                 found = projectfiles.list_models(project, ["pretrained"])
                 pretrained = found[0] if found else None
             selftrain = logic.selftrainByDefault(project, args.mode, chosen) if args.selftrain is None \
                 else args.selftrain
             model = run_step(logic, "finetune", lambda: logic.startFinetune(
-                project, None if plain else pretrained, args.finetune_iterations, args.device, mode=args.mode,
-                selftrain=selftrain, **{**network, **({"preset": PLAIN_PRESET} if plain else {})})).out
+                project, pretrained, args.finetune_iterations, args.device, mode=args.mode, selftrain=selftrain,
+                network=chosen, **network)).out
         if args.predict:
             if model is None:
                 found = projectfiles.list_models(project, [project.task])

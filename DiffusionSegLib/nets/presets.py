@@ -17,8 +17,6 @@ from ..vocabulary import PLAIN_PRESET, Architecture
 # size measured on JSRT at 64x64 on 2 cores; "base" follows the improved-diffusion
 # U-Net the PTDR and landmark papers use (128-256 channels, attention at 1/8 and 1/16
 # resolution, two residual blocks per level), for a GPU.
-#: The BasicUNet preset's name (see below; the vocabulary states it for the Slicer module).
-PLAIN = PLAIN_PRESET
 PRESETS: dict[str, dict] = {
     "tiny": dict(channels=(16, 32, 64), attention_levels=(False, False, True), num_res_blocks=1,
                  norm_num_groups=8, num_head_channels=16),
@@ -31,9 +29,9 @@ PRESETS: dict[str, dict] = {
     # Why it is a preset: it is the plain supervised U-Net of the benchmarks, which on the 3D
     # hippocampus beats every DiffusionSeg variant measured so far at N = 1 (benchmarks/results/
     # RESULTS.md); a user with 3D volumes should be able to train it in the same panel.
-    PLAIN: dict(architecture=Architecture.BASICUNET.value, channels=(32, 32, 64, 128, 256, 32),
-                # unused by BasicUNet; kept so every preset fills the same NetworkConfig fields
-                attention_levels=(False,) * 6, num_res_blocks=1, norm_num_groups=1, num_head_channels=1),
+    PLAIN_PRESET: dict(architecture=Architecture.BASICUNET.value, channels=(32, 32, 64, 128, 256, 32),
+                        # unused by BasicUNet; kept so every preset fills the same NetworkConfig fields
+                        attention_levels=(False,) * 6, num_res_blocks=1, norm_num_groups=1, num_head_channels=1),
 }
 #: The presets ``pretrain`` takes (a denoiser needs the diffusion U-Net's timestep input).
 PRETRAIN_PRESETS = tuple(name for name, preset in PRESETS.items() if "architecture" not in preset)
