@@ -49,9 +49,10 @@ def check_fits(config: NetworkConfig, size: Sequence[int], option: str = "--imag
     if config.is_plain:
         # BasicUNet pads its decoder to the encoder's odd sizes, so any side of at least 16 fits;
         # but its instance norm at the bottleneck normalises over the voxels there: one gives 0 / 0.
-        if min(size) < factor or math.prod(s // factor for s in size) < 2:
-            raise UserError(f"preset 'plain' halves the image 4 times and needs more than one voxel at 1/{factor} "
-                            f"resolution; {list(size)} has {math.prod(s // factor for s in size)}.",
+        bottleneck = math.prod(s // factor for s in size)
+        if min(size) < factor or bottleneck < 2:
+            raise UserError(f"preset 'plain' halves the image {factor.bit_length() - 1} times and needs more than one "
+                            f"voxel at 1/{factor} resolution; {list(size)} has {bottleneck}.",
                             fix=f"make every side of {option} at least {factor} and one at least {2 * factor}.")
         return
     bad = [s for s in size if s % factor or s < factor]
