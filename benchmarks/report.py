@@ -201,6 +201,8 @@ class Protocol:
     target: str                                           # the target, as summary.json states it
     meets: Callable[[str, str, dict], str]                # (A, B, paired result) -> the row's target column
     notes: Callable[[list[dict], list[str]], list[str]]   # (records, methods) -> text after the paired table
+    # (records, methods) -> {"what was compared": "met" | "not met"} for targets that are not paired differences
+    targets: Callable[[list[dict], list[str]], dict[str, str]] = lambda records, methods: {}
 
 
 def jsrt_tables(records: list[dict]) -> list[str]:
@@ -221,7 +223,7 @@ def beats_supervised(margin: float) -> Callable[[str, str, dict], str]:
     """The target column of a DiffusionSeg variant A against the supervised U-Net: met when the mean paired
     difference is at least ``margin`` and its 95% interval lies above 0."""
     def meets(a: str, b: str, result: dict) -> str:
-        if b == "supervised" and a.split(" (")[0] != "random":
+        if b == "supervised" and a.split(" (")[0] not in ("random", "plain"):   # baselines are not DiffusionSeg
             return "met" if result["mean"] >= margin and result["ci95"][0] > 0 else "not met"
         return ""
 
@@ -241,17 +243,25 @@ JSRT = Protocol(
 ISBI_TARGET_N, ISBI_TARGET_MRE, ISBI_TARGET_SDR2 = 25, 2.0, 65.0   # test1 (issue 17)
 
 
-def isbi_targets(records: list[dict], methods: list[str]) -> list[str]:
-    """Each method at N = 25 on test1 against the MRE and SDR@2mm targets."""
-    goal = f"MRE <= {ISBI_TARGET_MRE:.1f} mm and SDR@2mm >= {ISBI_TARGET_SDR2:g} %"
-    lines = [f"| method | N | test1 MRE mm | test1 SDR@2mm % | draws | {goal} |", "|---|---|---|---|---|---|"]
+def isbi_target_rows(records: list[dict], methods: list[str]) -> list[tuple[str, float, float, int, str]]:
+    """(method, test1 MRE mm, test1 SDR@2mm %, draws, "met" | "not met") at N = 25, means over draws."""
+    rows = []
     for m in methods:
         on_test1 = [r["splits"]["test1"] for r in records
                     if r["method"] == m and r["n"] == ISBI_TARGET_N and "test1" in r.get("splits", {})]
         if on_test1:
             mre, sdr = float(np.mean([r["mre_mm"] for r in on_test1])), float(np.mean([r["sdr2"] for r in on_test1]))
             met = "met" if mre <= ISBI_TARGET_MRE and sdr >= ISBI_TARGET_SDR2 else "not met"
-            lines.append(f"| {m} | {ISBI_TARGET_N} | {mre:.2f} | {sdr:.1f} | {len(on_test1)} | {met} |")
+            rows.append((m, mre, sdr, len(on_test1), met))
+    return rows
+
+
+def isbi_targets(records: list[dict], methods: list[str]) -> list[str]:
+    """Each method at N = 25 on test1 against the MRE and SDR@2mm targets."""
+    goal = f"MRE <= {ISBI_TARGET_MRE:.1f} mm and SDR@2mm >= {ISBI_TARGET_SDR2:g} %"
+    lines = [f"| method | N | test1 MRE mm | test1 SDR@2mm % | draws | {goal} |", "|---|---|---|---|---|---|"]
+    lines += [f"| {m} | {ISBI_TARGET_N} | {mre:.2f} | {sdr:.1f} | {draws} | {met} |"
+              for m, mre, sdr, draws, met in isbi_target_rows(records, methods)]
     return [f"Targets (issue 17): at N = {ISBI_TARGET_N} on test1, {goal} (means over draws). A negative "
             "difference above means A's error is smaller. With 5 draws the percentile bootstrap interval is "
             "narrow-biased.", "\n".join(lines) if len(lines) > 2 else f"(no N = {ISBI_TARGET_N} test1 runs yet)"]
@@ -262,7 +272,10 @@ ISBI = Protocol(
     held_out_of="the official train split 001-150 (never test1 or test2)",
     title="ISBI 2015 cephalograms, validated settings", tables=isbi_tables,
     target=f"N = {ISBI_TARGET_N} test1: MRE <= {ISBI_TARGET_MRE:.1f} mm and SDR@2mm >= {ISBI_TARGET_SDR2:g} %",
-    meets=lambda a, b, result: "", notes=isbi_targets)
+    meets=lambda a, b, result: "", notes=isbi_targets,
+    targets=lambda records, methods: {
+        f"{m}, N = {ISBI_TARGET_N}: test1 MRE {mre:.2f} mm, SDR@2mm {sdr:.1f} %": met
+        for m, mre, sdr, _, met in isbi_target_rows(records, methods)})
 
 
 HIPPOCAMPUS = Protocol(
@@ -383,7 +396,7 @@ def protocol_test(folder: Path, protocol: Protocol = JSRT, pairs=PAIRS) -> str:
             for m in methods)]
     lines = [f"| N | A - B | mean difference ({metric.unit}) | 95% bootstrap CI | pairs | A wins | target |",
              "|---|---|---|---|---|---|---|"]
-    summary = {"means": {}, "differences": {}, "target": protocol.target}
+    summary = {"means": {}, "differences": {}, "target": protocol.target, "target_status": {}}
     d = metric.digits
     for n in ns:
         for m in methods:
@@ -396,9 +409,13 @@ def protocol_test(folder: Path, protocol: Protocol = JSRT, pairs=PAIRS) -> str:
             if result is None:
                 continue
             summary["differences"].setdefault(f"{a} - {b}", {})[str(n)] = result
+            met = protocol.meets(a, b, result)
+            if met:
+                summary["target_status"][f"{a} - {b}, N = {n}"] = met
             lines.append(f"| {n} | {a} - {b} | {result['mean']:+.{d}f} | [{result['ci95'][0]:+.{d}f}, "
                          f"{result['ci95'][1]:+.{d}f}] | {result['pairs']} | {result['wins']}/{result['pairs']} | "
-                         f"{protocol.meets(a, b, result)} |")
+                         f"{met} |")
+    summary["target_status"].update(protocol.targets(records, methods))
     text += ["## Paired differences over draws (10,000 bootstrap resamples of the draws, seed 0)",
              "\n".join(lines), *protocol.notes(records, methods)]
     if left_out:
