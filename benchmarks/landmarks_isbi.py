@@ -29,7 +29,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, table)
+    apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid,
+    scored_sets, table)
 from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
 from benchmarks.sequential import add_sequential_arguments  # noqa: E402
@@ -66,10 +67,15 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], scored: dict
     marks = link_subset(chosen, args.data / "landmarks", run.folder / "landmarks", ".mrk.json")
     run.train(args.data / "images", marks, {"task": "landmarks", "sigma_mm": args.sigma_mm},
               landmark_task(marks, args.sigma_mm), pool=run.pool_of(train, args.data / "images", ".nrrd"))
-    scores = {name: _scores(run.predict(images, run.folder / f"pred-{name}"), args.data)
+
+    def scores(model: Path | None, pred: str) -> dict:
+        """The headline scores (first scored set) and every set's under "splits"."""
+        on = {name: _scores(run.predict(images, run.folder / f"{pred}-{name}", model), args.data)
               for name, images in scored.items()}
-    first = scores[next(iter(scored))]
-    return run.record(chosen, {**first, "splits": scores}, first["n_cases"], keep)
+        return {**on[next(iter(scored))], "splits": on}
+
+    final = run.score(scores)
+    return run.record(chosen, {k: v for k, v in final.items() if k != "n_cases"}, final["n_cases"], keep)
 
 
 def main() -> None:

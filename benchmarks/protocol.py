@@ -29,6 +29,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -269,6 +270,15 @@ class Run:
             predict(PredictOptions(model=model or self.folder / "model", images=images, out=out,
                                    device=self.args.device, progress="none"))
         return out
+
+    def score(self, scores: Callable[[Path | None, str], dict]) -> dict:
+        """``scores(model, prediction folder name)`` of the trained method (``model`` None) and, for a pseudo-labeling
+        method, of its round 0 too, under "round_0" (a plain fine-tuning of the same draw and seed: report.py pairs
+        selftrain - selftrain-r0, so the pair isolates the pseudo-labels)."""
+        final = scores(None, "pred")
+        if self.method in PSEUDO_LABELING:
+            final["round_0"] = {k: v for k, v in scores(self.round_0, "pred-round0").items() if k != "n_cases"}
+        return final
 
     def record(self, cases: list[str], scores: dict, test_cases: int, keep: Path | None = None) -> dict:
         """The record of this run (``scores``: the benchmark's metrics); the work folder is removed, its

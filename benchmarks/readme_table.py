@@ -74,7 +74,8 @@ def versus(diff: dict | None, digits: int) -> str:
         return ""
     mean, (low, high), pairs = diff["mean"], diff["ci95"], diff["pairs"]
     if pairs < MIN_PAIRS_FOR_INTERVAL:
-        return f"{fmt(mean, digits, True)} (no interval from {pairs} draw{'s' if pairs > 1 else ''}), better on {diff['wins']} of {pairs}"
+        draws = f"{pairs} draw{'s' if pairs > 1 else ''}"
+        return f"{fmt(mean, digits, True)} (no interval from {draws}), better on {diff['wins']} of {pairs}"
     return (f"{fmt(mean, digits, True)} [{fmt(low, digits, True)}, {fmt(high, digits, True)}], "
             f"better on {diff['wins']} of {pairs}")
 

@@ -10,6 +10,8 @@ scored by the product's evaluate):
   sliding windows;
 - ``plain``: the same BasicUNet as the product's preset plain, trained by the product's own
   ``finetune --init random --preset plain``;
+- ``selftrain``: ``ddpm``, then the product's ``selftrain`` on the rest of the training half's volumes
+  (never a validation or test volume), ``synthesize``: PTDR's drawn 3D patches (benchmarks/protocol.py);
 - ``probe``: the frozen DDPM U-Net's decoder features at t = 10, 30, 60 read by a small conv head;
 - ``mlp``: the same features read by a pixel-MLP ensemble (Baranchuk et al.);
 - ``probe-tT``: probing with the single timestep T (the timestep ablation);
@@ -53,15 +55,16 @@ from benchmarks.report import HIPPOCAMPUS_CLASSES as CLASSES, hippocampus_tables
 from benchmarks.supervised_unet import segmentation_task  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 
-METHODS = re.compile(r"ddpm|random|other|plain|supervised|probe|mlp|(ddpm|random|probe)-coords|probe-t\d+")
+METHODS = re.compile(r"ddpm|random|other|plain|supervised|selftrain|synthesize|probe|mlp|(ddpm|random|probe)-coords"
+                     r"|probe-t\d+")
 
 
 def check_methods(args) -> None:
     """Exit with the fix for an unknown method or one whose pretrained model is missing."""
     for method in args.methods:
         if not METHODS.fullmatch(method):
-            sys.exit(f"error: unknown method '{method}'. Fix: use ddpm, random, other, plain, supervised, probe, mlp, "
-                     "probe-tT, ddpm-coords, probe-coords or random-coords.")
+            sys.exit(f"error: unknown method '{method}'. Fix: use ddpm, random, other, plain, supervised, selftrain, "
+                     "synthesize, probe, mlp, probe-tT, ddpm-coords, probe-coords or random-coords.")
         base, _, variant = method.partition("-")
         if variant == "coords" and base != "random" and args.pretrained_coords is None:
             sys.exit(f"error: method '{method}' needs --pretrained-coords MODEL_DIR.")
@@ -71,7 +74,8 @@ def check_methods(args) -> None:
 
 def method_options(args, method: str) -> dict:
     """FinetuneOptions fields of the methods beyond the protocol's (initialisation, mode, timesteps);
-    ``ddpm``, ``random``, ``other``, ``plain`` and ``supervised`` are the protocol's own (protocol.Run)."""
+    ``ddpm``, ``random``, ``other``, ``plain``, ``supervised``, ``selftrain`` and ``synthesize`` are the protocol's
+    own (protocol.Run)."""
     base, _, variant = method.partition("-")
     options = {"mlp_members": args.mlp_members}
     if base in ("probe", "mlp"):
@@ -95,13 +99,18 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], scored_image
     run.train(args.data / "imagesTr", labels,
               {"task": "segmentation", "classes": CLASSES, **method_options(args, method)}, segmentation_task(CLASSES),
               pool=run.pool_of(train, args.data / "imagesTr", ".nii.gz"))
-    t0 = time.monotonic()
-    pred = run.predict(scored_images, run.folder / "pred")
-    predict_s = (time.monotonic() - t0) / max(1, len(list(scored_images.iterdir())))
-    s = evaluate_segmentations(pred, args.data / "labelsTr", CLASSES)["summary"]
-    return run.record(chosen, {"mean_dice": s["mean_dice"], "mIoU": s["mIoU"], "per_class": s["classes"],
-                               **{f"dice_{c}": s["classes"][c]["dice"] for c in CLASSES},
-                               "predict_seconds_per_volume": round(predict_s, 3)}, s["n_cases"], keep)
+
+    def scores(model: Path | None, pred: str) -> dict:
+        t0 = time.monotonic()
+        predicted = run.predict(scored_images, run.folder / pred, model)
+        predict_s = (time.monotonic() - t0) / max(1, len(list(scored_images.iterdir())))
+        s = evaluate_segmentations(predicted, args.data / "labelsTr", CLASSES)["summary"]
+        return {"mean_dice": s["mean_dice"], "mIoU": s["mIoU"], "per_class": s["classes"],
+                **{f"dice_{c}": s["classes"][c]["dice"] for c in CLASSES},
+                "predict_seconds_per_volume": round(predict_s, 3), "n_cases": s["n_cases"]}
+
+    final = run.score(scores)
+    return run.record(chosen, {k: v for k, v in final.items() if k != "n_cases"}, final["n_cases"], keep)
 
 
 def main() -> None:

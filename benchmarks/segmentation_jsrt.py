@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    PSEUDO_LABELING, apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid,
+    apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid,
     scored_split, table)
 from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
@@ -52,9 +52,7 @@ def run_one(args, method: str, n: int, seed: int, train: list[str], test_images:
                                    CLASSES)["summary"]
         return {"mIoU": s["mIoU"], "mean_dice": s["mean_dice"], "per_class": s["classes"], "n_cases": s["n_cases"]}
 
-    final = scores(None, "pred")
-    if method in PSEUDO_LABELING:   # its starting point too: report.py pairs e.g. selftrain - selftrain-r0
-        final["round_0"] = {k: v for k, v in scores(run.round_0, "pred-round0").items() if k != "n_cases"}
+    final = run.score(scores)
     return run.record(chosen, {k: v for k, v in final.items() if k != "n_cases"}, final["n_cases"], keep)
 
 

@@ -231,6 +231,35 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
     assert all(r["recipe"] == {"network": "BasicUNet", "preset": "plain"} for r in tested if r["method"] == "plain")
 
 
+def test_hippocampus_selftrain_pseudo_labels_the_training_volumes_only(hippocampus_like, tmp_path, monkeypatch):
+    """Method selftrain in 3D: round 0 on the drawn volume, then pseudo-labels of the rest of the training half,
+    never the held-out validation volume or a test volume."""
+    from DiffusionSegLib.synthesize import selftrain as selftrain_module
+
+    data = hippocampus_like
+    train, test = split(sorted(case_name(p) for p in (data / "labelsTr").iterdir()))
+    labeled_now = []
+    real_pseudo_label = selftrain_module.pseudo_label
+
+    def spy(model_dir, images, folder, **kwargs):
+        labeled_now.append(sorted(case_name(p) for p in images))
+        return real_pseudo_label(model_dir, images, folder, **kwargs)
+
+    monkeypatch.setattr(selftrain_module, "pseudo_label", spy)
+    out = tmp_path / "hippocampus_protocol" / "validation" / "selftrain"
+    _run_benchmark(monkeypatch, ["--data", str(data), "--pretrained", str(data.parent / "pretrained"),
+                                 "--work", str(tmp_path / "work"), "--methods", "selftrain", "--ns", "1",
+                                 "--seeds", "0", "--spacing", "3", "3", "6", "--patch-size", "32", "32", "16",
+                                 "--iterations", "2", "--device", "cpu", "--validate", "1", "--min-confidence", "0",
+                                 "--out", str(out)], segmentation_hippocampus)
+    result = json.loads(out.with_suffix(".json").read_text())
+    (record,), (held,) = result["records"], result["scored_cases"].values()
+    (pseudo,) = labeled_now
+    assert set(pseudo) == set(train) - set(held) - set(record["cases"]) and not set(pseudo) & set(test)
+    assert record["method"] == "selftrain" and record["selftrain"]["pseudo_labels"][0]["round"] == 1
+    assert 0 <= record["mean_dice"] <= 1 and 0 <= record["round_0"]["mean_dice"] <= 1   # round 0 scored too
+
+
 def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_path, monkeypatch):
     """Method selftrain runs the product's selftrain from the DDPM model: round 0 on the labeled draw, then
     pseudo-labels of the rest of the training pool; never a held-out validation case or a test case. Without a
@@ -267,6 +296,8 @@ def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_pa
     assert record["pretraining"]["training"]["images"] == 12 and record["iterations"] == 2
     assert (record["keep_fraction"], half["keep_fraction"]) == (1.0, 0.5)
     assert round_1["kept"] == len(pseudo) and half["selftrain"]["pseudo_labels"][0]["kept"] == -(-len(pseudo) // 2)
+    # Round 0 is scored on the same splits: report.py pairs selftrain - selftrain-r0.
+    assert set(record["round_0"]["splits"]) == set(record["splits"]) and record["round_0"]["mre_mm"] >= 0
     report.choose_settings(results / "validation", report.ISBI)
     chosen = json.loads((results / "choice.json").read_text())["choice"]["selftrain"]["2"]
     assert chosen["keep_fraction"] in (1.0, 0.5)
