@@ -35,6 +35,7 @@ MIN_PAIRS_FOR_INTERVAL = 3
 SHOWN = {
     "supervised": ("supervised baseline: MONAI BasicUNet from scratch, strong augmentation", "supervised"),
     "plain": ("the same BasicUNet trained by DiffusionSeg (`--network plain`)", "plain"),
+    "nnunet": ("nnU-Net (nnunetv2) from scratch, its own recipe, at 64x64", "nnU-Net"),
     "random (strong)": ("DiffusionSeg's U-Net, random init (no pretraining)", "random init"),
     "random": ("DiffusionSeg's U-Net, random init (no pretraining)", "random init"),
     "ddpm (strong)": ("**DiffusionSeg**: DDPM pretraining, fine-tuned", "DiffusionSeg"),

@@ -1,0 +1,197 @@
+"""nnU-Net itself (nnunetv2) under the JSRT protocol: the same split, draws and scoring as segmentation_jsrt.py.
+
+nnU-Net is not a DiffusionSeg dependency and pins its own torch, so it runs from its own virtual
+environment, named by ``--nnunet-python``:
+
+    python3 -m venv /work/nnunet-venv && /work/nnunet-venv/bin/pip install torch==2.13.0 nnunetv2
+    OMP_NUM_THREADS=1 python benchmarks/nnunet_jsrt.py --nnunet-python /work/nnunet-venv/bin/python \\
+        --validate 25 --ns 1 2 --seeds 0 --epochs 5 10 20 --out benchmarks/results/jsrt_protocol/validation/nnunet
+
+What nnU-Net gets: the N drawn training cases as a 2D nnU-Net dataset at ``--size`` pixels (64, the
+working resolution of every method of the protocol, by default: 4x4 block means of the 256x256
+images, a 4x4 block's majority class for the labels). nnU-Net then plans, preprocesses and trains
+with its own recipe (its network, SGD with the poly schedule, its augmentation, deep supervision,
+mirroring at inference) on the CPU, trained on all N cases (fold ``all``), for ``--epochs`` of its
+250 iterations (its trainer variants ``nnUNetTrainer_<E>epochs``; the default 1000 epochs would be
+250,000 iterations). The number of epochs is the setting the protocol chooses on validation, as
+steps are for the other methods; nnU-Net's learning rate (0.01) is its own. Its class probabilities
+are resampled to 256x256 (bilinear) and arg-maxed, as every method's are, and scored by DiffusionSeg's
+``evaluate`` on the test half (or on ``--validate K`` held-out training cases). nnU-Net's own
+threads are held to ``OMP_NUM_THREADS`` (it would take every core) and its augmentation runs in
+the training process (``nnUNet_n_proc_DA=0``), so it uses one core like every other benchmark job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import (  # noqa: E402
+    beside, draw_cases, open_report, provenance, save_report, scored_split, table)
+from benchmarks.segmentation_jsrt import CLASSES  # noqa: E402
+from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
+from DiffusionSegLib.vocabulary import case_name  # noqa: E402
+
+METHOD = "nnunet"
+ITERATIONS_PER_EPOCH = 250   # nnU-Net's nnUNetTrainer.num_iterations_per_epoch
+LEARNING_RATE = 1e-2         # nnU-Net's nnUNetTrainer.initial_lr (not a setting here)
+EPOCH_VARIANTS = (1, 5, 10, 20, 50, 100)   # nnU-Net's trainers nnUNetTrainer_1epoch, nnUNetTrainer_<E>epochs
+DATASET_ID = 517             # any free nnU-Net dataset id: every run has its own nnUNet_raw folder
+FULL_SIZE = 256              # JSRT's stored size, the size every method is scored at
+
+# Runs an nnU-Net console entry point with torch's threads held to OMP_NUM_THREADS (nnU-Net sets them to
+# the number of cores on a CPU, which would make two benchmark jobs on two cores slow each other 5-6x).
+RUNNER = """
+import importlib, os, sys, torch
+threads = int(os.environ.get("OMP_NUM_THREADS") or 0)
+if threads:
+    set_threads = torch.set_num_threads
+    torch.set_num_threads = lambda n: set_threads(max(1, min(n, threads)))
+    torch.set_num_interop_threads = lambda n: None
+    set_threads(threads)
+module, function = sys.argv[1].split(":")
+sys.argv = [function, *sys.argv[2:]]
+getattr(importlib.import_module(module), function)()
+"""
+
+
+def downsample(path: Path, size: int, label: bool) -> np.ndarray:
+    """``(size, size)`` uint8: block means of the image, or each block's majority class of a label map."""
+    a = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+    f = a.shape[0] // size
+    if f == 1:
+        return a.astype(np.uint8)
+    blocks = a.reshape(size, f, size, f).transpose(0, 2, 1, 3).reshape(size, size, f * f)
+    if not label:
+        return np.round(blocks.mean(-1)).astype(np.uint8)
+    counts = np.stack([(blocks == c).sum(-1) for c in range(len(CLASSES) + 1)])
+    return counts.argmax(0).astype(np.uint8)
+
+
+def write_png(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
+
+
+def nnunet(args, env: dict, entry: str, *argv: str, log: Path) -> None:
+    """One nnU-Net command in its own environment; its output goes to ``log``; a failure exits naming the log."""
+    with log.open("a") as out:
+        done = subprocess.run([str(args.nnunet_python), "-c", RUNNER, entry, *argv], env=env, stdout=out,
+                              stderr=subprocess.STDOUT)
+    if done.returncode:
+        sys.exit(f"error: nnU-Net's {entry} failed (exit {done.returncode}); its output is in {log}")
+
+
+def run_one(args, n: int, seed: int, epochs: int, train: list[str], scored: list[str], scored_images: Path) -> dict:
+    """Train nnU-Net on the draw ``seed`` of N training cases for ``epochs``; predict and score ``scored``."""
+    started = time.monotonic()
+    chosen = draw_cases(train, n, seed)
+    work = args.work / f"{METHOD}-n{n}-s{seed}-e{epochs}-size{args.size}"
+    shutil.rmtree(work, ignore_errors=True)
+    raw = work / "raw" / f"Dataset{DATASET_ID}_JSRT"
+    for case in chosen:
+        write_png(downsample(args.data / "images" / f"{case}.png", args.size, False),
+                  raw / "imagesTr" / f"{case}_0000.png")
+        write_png(downsample(args.data / "labels" / f"{case}.png", args.size, True), raw / "labelsTr" / f"{case}.png")
+    (raw / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "X-ray"}, "labels": {"background": 0, **{c: i + 1 for i, c in enumerate(CLASSES)}},
+        "numTraining": len(chosen), "file_ending": ".png"}, indent=2))
+    env = {**os.environ, "nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
+           "nnUNet_results": str(work / "results"), "nnUNet_n_proc_DA": "0", "nnUNet_compile": "false"}
+    log = work / "nnunet.log"
+    trainer = f"nnUNetTrainer_{epochs}epochs" if epochs != 1 else "nnUNetTrainer_1epoch"
+    nnunet(args, env, "nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:plan_and_preprocess_entry",
+           "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "--verify_dataset_integrity", log=log)
+    t_train = time.monotonic()
+    nnunet(args, env, "nnunetv2.run.run_training:run_training_entry", str(DATASET_ID), "2d", "all", "-tr", trainer,
+           "-device", "cpu", log=log)
+    train_seconds = time.monotonic() - t_train
+    test_in = work / "test-in"
+    for case in scored:
+        write_png(downsample(scored_images / f"{case}.png", args.size, False), test_in / f"{case}_0000.png")
+    probabilities = work / "test-out"
+    nnunet(args, env, "nnunetv2.inference.predict_from_raw_data:predict_entry_point", "-i", str(test_in),
+           "-o", str(probabilities), "-d", str(DATASET_ID), "-c", "2d", "-f", "all", "-tr", trainer,
+           "--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1", log=log)
+    pred = work / "pred"
+    pred.mkdir()
+    for case in scored:   # softmax resampled to the stored size, then arg-max, as every method's output is
+        p = torch.from_numpy(np.load(probabilities / f"{case}.npz")["probabilities"]).float()   # (C, 1, H, W)
+        p = F.interpolate(p[:, 0][None], size=(FULL_SIZE, FULL_SIZE), mode="bilinear", align_corners=False)[0]
+        write_png(p.argmax(0).numpy().astype(np.uint8), pred / f"{case}.png")
+    s = evaluate_segmentations(pred, args.data / "labels", CLASSES)["summary"]
+    plans = json.loads((work / "preprocessed" / raw.name / "nnUNetPlans.json").read_text())["configurations"]["2d"]
+    record = {"method": METHOD, "n": n, "seed": seed, "cases": chosen, "mIoU": s["mIoU"],
+              "mean_dice": s["mean_dice"], "per_class": s["classes"], "test_cases": s["n_cases"],
+              "learning_rate": LEARNING_RATE, "iterations": epochs * ITERATIONS_PER_EPOCH, "epochs": epochs,
+              "augmentation": "nnU-Net", "image_size": [args.size, args.size],
+              "nnunet_plan": {"patch_size": plans["patch_size"], "batch_size": plans["batch_size"]},
+              "finetune_seconds": round(train_seconds, 1), "wall_seconds": round(time.monotonic() - started, 1),
+              "scored_on": "validation" if args.validate else "test", "provenance": provenance(),
+              "nnunet_versions": subprocess.run(
+                  [str(args.nnunet_python), "-c", "import importlib.metadata as m; print(m.version('nnunetv2'), "
+                   "m.version('torch'))"], capture_output=True, text=True).stdout.split()}
+    if not args.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return record
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nnunet-python", type=Path, required=True, help="the Python of a venv with nnunetv2 installed")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "jsrt-256")
+    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "nnunet")
+    p.add_argument("--out", type=Path, required=True, help="results prefix (.json and .md are written)")
+    p.add_argument("--ns", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=int, nargs="+", default=[10], choices=EPOCH_VARIANTS,
+                   help="nnU-Net epochs of 250 iterations (a grid; the values nnU-Net has a trainer for)")
+    p.add_argument("--settings", type=Path, help="choice.json: each N's epochs chosen on validation (replaces --epochs)")
+    p.add_argument("--size", type=int, default=64, choices=[64, 128, 256], help="pixels nnU-Net works at")
+    p.add_argument("--validate", type=int, help="score K cases held out of the training half (never the test half)")
+    p.add_argument("--test-limit", type=int, help="score the first cases only")
+    p.add_argument("--keep-work", action="store_true", help="keep nnU-Net's folders (deleted after each run)")
+    args = p.parse_args()
+    started = time.monotonic()
+    cases = sorted(case_name(x) for x in (args.data / "images").glob("*.png"))
+    train, scored, scored_images = scored_split(cases, args, args.data / "images", ".png")
+    json_path = beside(args.out, ".json")
+    report = open_report(json_path, args)
+    done = {(r["n"], r["seed"], r["epochs"]) for r in report["records"]}
+    chosen = json.loads(args.settings.read_text())["choice"].get(METHOD, {}) if args.settings else {}
+    for seed in args.seeds:
+        for n in args.ns:
+            # report.py's choice holds steps (iterations), as for every method.
+            grid = [chosen[str(n)]["iterations"] // ITERATIONS_PER_EPOCH] if str(n) in chosen else args.epochs
+            for epochs in grid:
+                if (n, seed, epochs) in done:
+                    continue
+                record = run_one(args, n, seed, epochs, train, scored, scored_images)
+                if args.settings:
+                    record["settings_from"] = str(args.settings)
+                report["records"].append(record)
+                save_report(json_path, report)
+                print(f"nnunet N={n} seed={seed} {epochs} epochs: mIoU {100 * record['mIoU']:.1f} "
+                      f"({record['wall_seconds']:.0f} s)", flush=True)
+    report["invocations"][-1]["wall_seconds"] = round(time.monotonic() - started, 1)
+    save_report(json_path, report)
+    shown = [{**r, "method": f"nnunet ({r['epochs']} epochs)"} for r in report["records"]]
+    beside(args.out, ".md").write_text(table(shown, "mIoU", "mIoU %", scale=100) + "\n")
+
+
+if __name__ == "__main__":
+    main()
