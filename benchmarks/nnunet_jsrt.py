@@ -3,7 +3,7 @@
 nnU-Net is not a DiffusionSeg dependency and pins its own torch, so it runs from its own virtual
 environment, named by ``--nnunet-python``:
 
-    python3 -m venv /work/nnunet-venv && /work/nnunet-venv/bin/pip install torch==2.13.0 nnunetv2
+    python3 -m venv /work/nnunet-venv && /work/nnunet-venv/bin/pip install nnunetv2   # 2.8.1 with torch 2.14.1 here
     OMP_NUM_THREADS=1 python benchmarks/nnunet_jsrt.py --nnunet-python /work/nnunet-venv/bin/python \\
         --validate 25 --ns 1 2 --seeds 0 --epochs 5 10 20 --out benchmarks/results/jsrt_protocol/validation/nnunet
 
