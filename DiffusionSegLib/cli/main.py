@@ -13,6 +13,7 @@ import sys
 from .. import __version__
 from ..errors import UserError, as_user_error
 from . import parentwatch
+from .malloc_arenas import use_one_malloc_arena
 from .usage import CommandLineParser, UsageError, report_usage_error
 
 
@@ -50,6 +51,7 @@ def _terminate_as_interrupt(signum, frame):  # noqa: ARG001
 def main(argv: list[str] | None = None) -> int:
     global _stopping
     _stopping = False
+    use_one_malloc_arena()   # before torch starts any thread (cli/malloc_arenas.py says why)
     try:
         args = build_parser().parse_args(argv)
         import SimpleITK

@@ -21,7 +21,7 @@ from ..vocabulary import PREDICTION_CONFIDENCE_FILE as CONFIDENCE_FILE
 from ..imageio.verify import verify_images
 from ..training.guard import CommandGuard
 from ..training.progress import Reporter
-from .argmax import geometry_of, label_map
+from .argmax import StreamedLabelMap, geometry_of
 from .confidence import ConfidenceTally, landmark_confidence
 from .engine import LoadedModel, load_task_model, network_output, output_slabs
 from .defaults import DEFAULT_OVERLAP, MAX_WINDOW_VOXELS
@@ -41,25 +41,26 @@ def segment(model: LoadedModel, image: sitk.Image, overlap: float = DEFAULT_OVER
     """The label map of ``image`` on its own grid, and how confident it is (predict/confidence.py).
 
     Each finished slab of network output becomes class probabilities at once (softmax),
-    tallied for the confidence and kept in float16: half the memory of float32, and
-    precise to 5e-4, far below what moves an arg-max that matters. Confidence is measured
-    on the network grid, where the probabilities are the network's own; the labels come
-    from the probabilities resampled to the image (predict/argmax.py).
+    tallied for the confidence and kept in float16 (precise to 5e-4, far below what moves
+    an arg-max that matters) only until the output rows it reaches are written
+    (predict/argmax.py: StreamedLabelMap). Confidence is measured on the network grid, where
+    the probabilities are the network's own; the labels come from the probabilities
+    resampled to the image.
     """
     prep = model.preprocessing
     grid = prep.resample(image)
     shape = tuple(reversed(grid.GetSize()))
     slabs = output_slabs(model, prep.network_input(grid), overlap, max_window_voxels=max_window_voxels)
     grid = geometry_of(grid)   # why: its pixels (a second copy of the image) are not needed again
-    probabilities = None   # (C + 1, *S) float16 on the network grid
+    labels = None   # the label map, written block by block as the slabs of probabilities arrive
     tally = ConfidenceTally(list(model.config.task.classes))
     for row, slab in slabs:
         p = slab.softmax(0)
         tally.add(p)
-        if probabilities is None:
-            probabilities = np.empty((p.shape[0], *shape), np.float16)
-        probabilities[:, row:row + p.shape[1]] = p.numpy()
-    return label_map(probabilities, grid, image), tally.result()
+        if labels is None:
+            labels = StreamedLabelMap(grid, (p.shape[0], *shape), image)
+        labels.add(row, p.numpy().astype(np.float16))
+    return labels.result(), tally.result()
 
 
 def predict_landmarks(model: LoadedModel, image: sitk.Image, min_confidence: float = 0.3,

@@ -12,7 +12,7 @@ import torch
 from monai.inferers import sliding_window_inference
 
 from DiffusionSegLib.imageio import resample_like
-from DiffusionSegLib.predict.argmax import label_map
+from DiffusionSegLib.predict.argmax import StreamedLabelMap, label_map
 from DiffusionSegLib.predict.confidence import ConfidenceTally, segmentation_confidence
 from DiffusionSegLib.predict.defaults import MAX_WINDOW_VOXELS
 from DiffusionSegLib.predict.windows import blended_slabs, inference_window, window_starts
@@ -106,6 +106,58 @@ def test_label_map_one_class_at_a_time_equals_the_vector_argmax():
     # On the network grid itself no resampling is done: the plain arg-max, also from float16.
     same = sitk.GetArrayFromImage(label_map(probabilities.astype(np.float16), grid, grid))
     assert (same == probabilities.argmax(0)).mean() > 0.999
+
+
+def _stream(probabilities: np.ndarray, grid: sitk.Image, image: sitk.Image, cuts: list[int]
+            ) -> tuple[np.ndarray, int]:
+    """The streamed label map from slabs cut at ``cuts``, and the most network rows it held at once."""
+    labels, held = StreamedLabelMap(grid, probabilities.shape, image), []
+    append = labels.rows.append
+
+    def counted(row, slab):   # rows held right after a slab arrives, before any block is written
+        append(row, slab)
+        held.append(sum(a.shape[1] for _, a in labels.rows.slabs))
+
+    labels.rows.append = counted
+    for start, stop in zip([0, *cuts], [*cuts, probabilities.shape[1]]):
+        labels.add(start, probabilities[:, start:stop])
+    return sitk.GetArrayFromImage(labels.result()), max(held)
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_streamed_label_map_equals_the_whole_volume_one(flipped):
+    """Slabs of network rows give the very labels of the whole probabilities; on a grid whose rows run with the
+    image's only a few rows are held at once, on one whose rows run against the image's all of them."""
+    rng = np.random.default_rng(2)
+    image = sitk.GetImageFromArray(np.zeros((40, 21, 17), np.int16))
+    image.SetSpacing((0.8, 0.8, 1.5))
+    image.SetOrigin((-3.0, 2.0, 5.0))
+    grid = sitk.GetImageFromArray(np.zeros((62, 17, 14), np.float32))
+    grid.SetSpacing((1.0, 1.0, 1.0))
+    grid.SetOrigin((-2.9, 2.1, 5.2) if not flipped else (-2.9, 2.1, 5.2 + 61))
+    if flipped:
+        grid.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, -1))
+    probabilities = torch.from_numpy(rng.normal(0, 2, (3, 62, 17, 14)).astype(np.float32)).softmax(0).numpy()
+    whole = sitk.GetArrayFromImage(label_map(probabilities, grid, image))
+    assert np.array_equal(whole, _old_labels(probabilities, grid, image))
+    for cuts in ([5, 6, 19, 33, 34, 50], list(range(2, 62, 2))):
+        streamed, most = _stream(probabilities, grid, image, cuts)
+        assert np.array_equal(streamed, whole)
+    # Slabs of 2 rows: a block of 16 image rows (24 mm) reads 27 network rows, held with the slab just in.
+    assert most == 62 if flipped else most <= 27 + 2
+    # The same grid: the plain arg-max of each block, streamed too.
+    same, most = _stream(probabilities, grid, grid, list(range(4, 62, 4)))
+    assert np.array_equal(same, probabilities.argmax(0)) and most <= 16 + 4
+
+
+def test_streamed_label_map_refuses_rows_out_of_order_or_missing():
+    grid = sitk.GetImageFromArray(np.zeros((8, 4, 4), np.float32))
+    labels = StreamedLabelMap(grid, (2, 8, 4, 4), grid)
+    labels.add(0, np.ones((2, 3, 4, 4), np.float16))
+    with pytest.raises(ValueError, match="do not follow row 3"):
+        labels.add(4, np.ones((2, 2, 4, 4), np.float16))
+    with pytest.raises(RuntimeError, match="3 of 8"):
+        labels.result()
 
 
 @pytest.mark.parametrize("overlap, voxels, words", [(1.0, None, "--overlap 1.0"), (-0.1, None, "--overlap -0.1"),
