@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    beside, draw_cases, open_report, provenance, save_report, scored_split, table)
+    beside, draw_cases, open_report, provenance, run_grid, scored_split, table)
 from benchmarks.segmentation_jsrt import CLASSES  # noqa: E402
 from DiffusionSegLib.evaluation.segmentation import evaluate_segmentations  # noqa: E402
 from DiffusionSegLib.vocabulary import case_name  # noqa: E402
@@ -145,6 +145,8 @@ def run_one(args, n: int, seed: int, epochs: int, train: list[str], scored: list
               "nnunet_versions": subprocess.run(
                   [str(args.nnunet_python), "-c", "import importlib.metadata as m; print(m.version('nnunetv2'), "
                    "m.version('torch'))"], capture_output=True, text=True).stdout.split()}
+    if args.settings:
+        record["settings_from"] = str(args.settings)
     if not args.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return record
@@ -166,29 +168,21 @@ def main() -> None:
     p.add_argument("--test-limit", type=int, help="score the first cases only")
     p.add_argument("--keep-work", action="store_true", help="keep nnU-Net's folders (deleted after each run)")
     args = p.parse_args()
-    started = time.monotonic()
     cases = sorted(case_name(x) for x in (args.data / "images").glob("*.png"))
     train, scored, scored_images = scored_split(cases, args, args.data / "images", ".png")
     json_path = beside(args.out, ".json")
     report = open_report(json_path, args)
-    done = {(r["n"], r["seed"], r["epochs"]) for r in report["records"]}
     chosen = json.loads(args.settings.read_text())["choice"].get(METHOD, {}) if args.settings else {}
-    for seed in args.seeds:
-        for n in args.ns:
-            # report.py's choice holds steps (iterations), as for every method.
-            grid = [chosen[str(n)]["iterations"] // ITERATIONS_PER_EPOCH] if str(n) in chosen else args.epochs
-            for epochs in grid:
-                if (n, seed, epochs) in done:
-                    continue
-                record = run_one(args, n, seed, epochs, train, scored, scored_images)
-                if args.settings:
-                    record["settings_from"] = str(args.settings)
-                report["records"].append(record)
-                save_report(json_path, report)
-                print(f"nnunet N={n} seed={seed} {epochs} epochs: mIoU {100 * record['mIoU']:.1f} "
-                      f"({record['wall_seconds']:.0f} s)", flush=True)
-    report["invocations"][-1]["wall_seconds"] = round(time.monotonic() - started, 1)
-    save_report(json_path, report)
+
+    def variants(method: str, n: int) -> list[dict]:   # report.py's choice holds steps, as for every method
+        if str(n) in chosen:
+            return [{"epochs": chosen[str(n)]["iterations"] // ITERATIONS_PER_EPOCH}]
+        return [{"epochs": e} for e in args.epochs]
+
+    args.methods = [METHOD]
+    run_grid(args, report, json_path,
+             lambda method, n, seed, variant: run_one(args, n, seed, variant["epochs"], train, scored, scored_images),
+             lambda r: f"{r['epochs']} epochs: mIoU {100 * r['mIoU']:.1f}", variants=variants)
     shown = [{**r, "method": f"nnunet ({r['epochs']} epochs)"} for r in report["records"]]
     beside(args.out, ".md").write_text(table(shown, "mIoU", "mIoU %", scale=100) + "\n")
 
