@@ -29,8 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import (  # noqa: E402
-    apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid,
-    scored_sets, table)
+    apply_quick, beside, by_setting, draw_cases, link_subset, open_report, plot, run_grid, scored_sets, table)
 from benchmarks import sequential  # noqa: E402
 from benchmarks.protocol import Run, add_arguments, check_inputs, variants_for  # noqa: E402
 from benchmarks.sequential import add_sequential_arguments  # noqa: E402
