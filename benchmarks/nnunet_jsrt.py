@@ -5,7 +5,7 @@ environment, named by ``--nnunet-python``:
 
     python3 -m venv /work/nnunet-venv && /work/nnunet-venv/bin/pip install nnunetv2   # 2.8.1 with torch 2.14.1 here
     OMP_NUM_THREADS=1 python benchmarks/nnunet_jsrt.py --nnunet-python /work/nnunet-venv/bin/python \\
-        --validate 25 --ns 1 2 --seeds 0 --epochs 5 10 20 --out benchmarks/results/jsrt_protocol/validation/nnunet
+        --validate 25 --ns 1 2 --seeds 0 --epochs 5 10 --out benchmarks/results/jsrt_protocol/validation/nnunet
 
 What nnU-Net gets: the N drawn training cases as a 2D nnU-Net dataset at ``--size`` pixels (64, the
 working resolution of every method of the protocol, by default: 4x4 block means of the 256x256
@@ -13,8 +13,9 @@ images, a 4x4 block's majority class for the labels). nnU-Net then plans, prepro
 with its own recipe (its network, SGD with the poly schedule, its augmentation, deep supervision,
 mirroring at inference) on the CPU, trained on all N cases (fold ``all``), for ``--epochs`` of its
 250 iterations (its trainer variants ``nnUNetTrainer_<E>epochs``; the default 1000 epochs would be
-250,000 iterations). The number of epochs is the setting the protocol chooses on validation, as
-steps are for the other methods; nnU-Net's learning rate (0.01) is its own. Its class probabilities
+250,000 iterations). The number of epochs, and whether nnU-Net mirrors (``--augmentation``: JSRT's
+labels are lateral), are the settings the protocol chooses on validation, as steps and augmentation
+are for the other methods; nnU-Net's learning rate (0.01) is its own. Its class probabilities
 are resampled to 256x256 (bilinear) and arg-maxed, as every method's are, and scored by DiffusionSeg's
 ``evaluate`` on the test half (or on ``--validate K`` held-out training cases). nnU-Net's own
 threads are held to ``OMP_NUM_THREADS`` (it would take every core) and its augmentation runs in
@@ -50,6 +51,11 @@ METHOD = "nnunet"
 ITERATIONS_PER_EPOCH = 250   # nnU-Net's nnUNetTrainer.num_iterations_per_epoch
 LEARNING_RATE = 1e-2         # nnU-Net's nnUNetTrainer.initial_lr (not a setting here)
 EPOCH_VARIANTS = (1, 5, 10, 20, 50, 100)   # nnU-Net's trainers nnUNetTrainer_1epoch, nnUNetTrainer_<E>epochs
+# The augmentation setting: nnU-Net's own, or without its mirroring. Why the second: JSRT's labels are
+# lateral (right lung, left lung) and a mirrored chest X-ray swaps them, so nnU-Net's mirroring in training
+# and at inference teaches and averages the wrong side; an nnU-Net user turns it off for such labels
+# (nnUNetTrainerNoMirroring). Chosen on validation like every setting.
+AUGMENTATIONS = {"nnU-Net": "", "nnU-Net, no mirroring": "_NoMirroring"}
 DATASET_ID = 517             # any free nnU-Net dataset id: every run has its own nnUNet_raw folder
 FULL_SIZE = 256              # JSRT's stored size, the size every method is scored at
 
@@ -63,6 +69,25 @@ if threads:
     torch.set_num_threads = lambda n: set_threads(max(1, min(n, threads)))
     torch.set_num_interop_threads = lambda n: None
     set_threads(threads)
+# nnU-Net's trainers without mirroring exist for 250 epochs and more only; the same for every epoch count
+# here, registered where nnU-Net looks trainers up by name (the first module of its trainer package). Their
+# __init__ keeps nnU-Net's signature: nnU-Net records a trainer's arguments by reading it.
+try:
+    from nnunetv2.training.nnUNetTrainer import nnUNetTrainer as trainers
+    from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import (
+        nnUNetTrainerNoMirroring)
+except ImportError:   # not nnU-Net's environment (the runner's own test)
+    trainers = None
+
+def no_mirroring_trainer(epochs):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        nnUNetTrainerNoMirroring.__init__(self, plans, configuration, fold, dataset_json, device)
+        self.num_epochs = epochs
+    name = f"nnUNetTrainer_{epochs}epochs_NoMirroring"
+    setattr(trainers, name, type(name, (nnUNetTrainerNoMirroring,), {"__init__": __init__}))
+
+for epochs in (1, 5, 10, 20, 50, 100) if trainers else ():
+    no_mirroring_trainer(epochs)
 module, function = sys.argv[1].split(":")
 sys.argv = [function, *sys.argv[2:]]
 getattr(importlib.import_module(module), function)()
@@ -96,11 +121,13 @@ def nnunet(args, env: dict, entry: str, *argv: str, log: Path) -> None:
         sys.exit(f"error: nnU-Net's {entry} failed (exit {done.returncode}); its output is in {log}")
 
 
-def run_one(args, n: int, seed: int, epochs: int, train: list[str], scored: list[str], scored_images: Path) -> dict:
-    """Train nnU-Net on the draw ``seed`` of N training cases for ``epochs``; predict and score ``scored``."""
+def run_one(args, n: int, seed: int, epochs: int, augmentation: str, train: list[str], scored: list[str],
+            scored_images: Path) -> dict:
+    """Train nnU-Net on the draw ``seed`` of N training cases for ``epochs`` with ``augmentation`` (a key of
+    AUGMENTATIONS); predict and score ``scored``."""
     started = time.monotonic()
     chosen = draw_cases(train, n, seed)
-    work = args.work / f"{METHOD}-n{n}-s{seed}-e{epochs}-size{args.size}"
+    work = args.work / f"{METHOD}-n{n}-s{seed}-e{epochs}{AUGMENTATIONS[augmentation]}-size{args.size}"
     shutil.rmtree(work, ignore_errors=True)
     raw = work / "raw" / f"Dataset{DATASET_ID}_JSRT"
     for case in chosen:
@@ -113,7 +140,8 @@ def run_one(args, n: int, seed: int, epochs: int, train: list[str], scored: list
     env = {**os.environ, "nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
            "nnUNet_results": str(work / "results"), "nnUNet_n_proc_DA": "0", "nnUNet_compile": "false"}
     log = work / "nnunet.log"
-    trainer = f"nnUNetTrainer_{epochs}epochs" if epochs != 1 else "nnUNetTrainer_1epoch"
+    trainer = (f"nnUNetTrainer_{epochs}epochs" if epochs != 1 or AUGMENTATIONS[augmentation]
+               else "nnUNetTrainer_1epoch") + AUGMENTATIONS[augmentation]
     nnunet(args, env, "nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:plan_and_preprocess_entry",
            "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "--verify_dataset_integrity", log=log)
     t_train = time.monotonic()
@@ -138,7 +166,7 @@ def run_one(args, n: int, seed: int, epochs: int, train: list[str], scored: list
     record = {"method": METHOD, "n": n, "seed": seed, "cases": chosen, "mIoU": s["mIoU"],
               "mean_dice": s["mean_dice"], "per_class": s["classes"], "test_cases": s["n_cases"],
               "learning_rate": LEARNING_RATE, "iterations": epochs * ITERATIONS_PER_EPOCH, "epochs": epochs,
-              "augmentation": "nnU-Net", "image_size": [args.size, args.size],
+              "augmentation": augmentation, "trainer": trainer, "image_size": [args.size, args.size],
               "nnunet_plan": {"patch_size": plans["patch_size"], "batch_size": plans["batch_size"]},
               "finetune_seconds": round(train_seconds, 1), "wall_seconds": round(time.monotonic() - started, 1),
               "scored_on": "validation" if args.validate else "test", "provenance": provenance(),
@@ -162,7 +190,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--epochs", type=int, nargs="+", default=[10], choices=EPOCH_VARIANTS,
                    help="nnU-Net epochs of 250 iterations (a grid; the values nnU-Net has a trainer for)")
-    p.add_argument("--settings", type=Path, help="choice.json: each N's epochs chosen on validation (replaces --epochs)")
+    p.add_argument("--augmentation", nargs="+", default=list(AUGMENTATIONS), choices=list(AUGMENTATIONS),
+                   help="nnU-Net's augmentation, with or without its mirroring (a grid)")
+    p.add_argument("--settings", type=Path,
+                   help="choice.json: each N's epochs and augmentation chosen on validation (replace the grids)")
     p.add_argument("--size", type=int, default=64, choices=[64, 128, 256], help="pixels nnU-Net works at")
     p.add_argument("--validate", type=int, help="score K cases held out of the training half (never the test half)")
     p.add_argument("--test-limit", type=int, help="score the first cases only")
@@ -176,14 +207,17 @@ def main() -> None:
 
     def variants(method: str, n: int) -> list[dict]:   # report.py's choice holds steps, as for every method
         if str(n) in chosen:
-            return [{"epochs": chosen[str(n)]["iterations"] // ITERATIONS_PER_EPOCH}]
-        return [{"epochs": e} for e in args.epochs]
+            return [{"epochs": chosen[str(n)]["iterations"] // ITERATIONS_PER_EPOCH,
+                     "augmentation": chosen[str(n)]["augmentation"]}]
+        return [{"epochs": e, "augmentation": a} for e in args.epochs for a in args.augmentation]
 
     args.methods = [METHOD]
     run_grid(args, report, json_path,
-             lambda method, n, seed, variant: run_one(args, n, seed, variant["epochs"], train, scored, scored_images),
-             lambda r: f"{r['epochs']} epochs: mIoU {100 * r['mIoU']:.1f}", variants=variants)
-    shown = [{**r, "method": f"nnunet ({r['epochs']} epochs)"} for r in report["records"]]
+             lambda method, n, seed, variant: run_one(args, n, seed, variant["epochs"],
+                                                      variant.get("augmentation", "nnU-Net"), train, scored,
+                                                      scored_images),
+             lambda r: f"mIoU {100 * r['mIoU']:.1f}", variants=variants)
+    shown = [{**r, "method": f"nnunet ({r['epochs']} epochs, {r['augmentation']})"} for r in report["records"]]
     beside(args.out, ".md").write_text(table(shown, "mIoU", "mIoU %", scale=100) + "\n")
 
 
