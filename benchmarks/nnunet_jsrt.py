@@ -86,12 +86,12 @@ def no_mirroring_trainer(epochs):
     name = f"nnUNetTrainer_{epochs}epochs_NoMirroring"
     setattr(trainers, name, type(name, (nnUNetTrainerNoMirroring,), {"__init__": __init__}))
 
-for epochs in (1, 5, 10, 20, 50, 100) if trainers else ():
+for epochs in EPOCH_VARIANTS if trainers else ():
     no_mirroring_trainer(epochs)
 module, function = sys.argv[1].split(":")
 sys.argv = [function, *sys.argv[2:]]
 getattr(importlib.import_module(module), function)()
-"""
+""".replace("EPOCH_VARIANTS", repr(EPOCH_VARIANTS))
 
 
 def downsample(path: Path, size: int, label: bool) -> np.ndarray:
@@ -121,6 +121,14 @@ def nnunet(args, env: dict, entry: str, *argv: str, log: Path) -> None:
         sys.exit(f"error: nnU-Net's {entry} failed (exit {done.returncode}); its output is in {log}")
 
 
+def trainer_name(epochs: int, augmentation: str) -> str:
+    """nnU-Net's trainer class for ``epochs`` with ``augmentation``: its own (nnUNetTrainer_1epoch is the one
+    irregular name) or the runner's no-mirroring ones."""
+    if epochs == 1 and not AUGMENTATIONS[augmentation]:
+        return "nnUNetTrainer_1epoch"
+    return f"nnUNetTrainer_{epochs}epochs{AUGMENTATIONS[augmentation]}"
+
+
 def run_one(args, n: int, seed: int, epochs: int, augmentation: str, train: list[str], scored: list[str],
             scored_images: Path) -> dict:
     """Train nnU-Net on the draw ``seed`` of N training cases for ``epochs`` with ``augmentation`` (a key of
@@ -140,8 +148,7 @@ def run_one(args, n: int, seed: int, epochs: int, augmentation: str, train: list
     env = {**os.environ, "nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
            "nnUNet_results": str(work / "results"), "nnUNet_n_proc_DA": "0", "nnUNet_compile": "false"}
     log = work / "nnunet.log"
-    trainer = (f"nnUNetTrainer_{epochs}epochs" if epochs != 1 or AUGMENTATIONS[augmentation]
-               else "nnUNetTrainer_1epoch") + AUGMENTATIONS[augmentation]
+    trainer = trainer_name(epochs, augmentation)
     nnunet(args, env, "nnunetv2.experiment_planning.plan_and_preprocess_entrypoints:plan_and_preprocess_entry",
            "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "--verify_dataset_integrity", log=log)
     t_train = time.monotonic()

@@ -37,3 +37,11 @@ def test_runner_holds_nnunets_threads_to_omp_num_threads(tmp_path):
     out = subprocess.run([sys.executable, "-c", nnunet_jsrt.RUNNER, "greedy:main"], cwd=tmp_path, text=True,
                          capture_output=True, env={"OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}, check=True)
     assert out.stdout.strip() == "1"
+
+
+def test_trainer_names_are_nnunets_or_the_runners():
+    assert nnunet_jsrt.trainer_name(1, "nnU-Net") == "nnUNetTrainer_1epoch"
+    assert nnunet_jsrt.trainer_name(10, "nnU-Net") == "nnUNetTrainer_10epochs"
+    for epochs in nnunet_jsrt.EPOCH_VARIANTS:   # the runner registers exactly these
+        assert nnunet_jsrt.trainer_name(epochs, "nnU-Net, no mirroring") == f"nnUNetTrainer_{epochs}epochs_NoMirroring"
+    assert f"for epochs in {nnunet_jsrt.EPOCH_VARIANTS}" in nnunet_jsrt.RUNNER
