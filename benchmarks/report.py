@@ -299,7 +299,7 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
     """The validation sweep of the protocol: the mean validation score per method, N and (learning rate, steps,
     augmentation) over the draws run; the best per method and N is written to ``../choice.json`` for the test runs."""
     metric = protocol.metric
-    records, invocations = gather(folder)
+    records, invocations = gather(folder, PRETRAININGS)
     records = [r for r in records if r.get("scored_on") == "validation"]
     setting = lambda r: (r["learning_rate"], r["iterations"], augmentation_of(r), keep_fraction_of(r))  # noqa: E731
     choice, lines = {}, [f"| method | N | lr | steps | augmentation | validation {metric.label} (mean over draws) "
@@ -341,16 +341,19 @@ def choose_settings(folder: Path, protocol: Protocol = JSRT) -> str:
     return "\n\n".join([head, "\n".join(lines), "## Runs", commands(invocations)]) + "\n"
 
 
-#: Test files whose pretraining read the training cases only (``inductive_*.json``): their methods get this
-#: suffix, so the inductive control stands beside the transductive runs (whose pretraining read every image).
-INDUCTIVE = {"inductive_": "-inductive"}
+#: File-name prefixes of runs from another pretraining than the benchmark's own, and the suffix their methods
+#: get, so they stand beside the runs of the usual pretraining (in the validation choice and the test tables):
+#: ``inductive_*.json`` read the training cases only (the usual one read every image); ``pre2000_*.json``, the
+#: hippocampus's 2000-iteration 3D pretraining (the usual one has 400).
+PRETRAININGS = {"inductive_": "-inductive", "pre2000_": "-pre2000"}
 PAIRS = (("ddpm", "supervised"), ("ddpm", "random"), ("random", "supervised"),
          ("selftrain", "supervised"), ("selftrain", "selftrain-r0"), ("selftrain", "ddpm"),
          ("selftrain-inductive", "supervised"), ("selftrain-inductive", "selftrain-r0-inductive"),
          ("selftrain-r0-inductive", "supervised"), ("selftrain-r0-inductive", "ddpm"),
          ("synthesize", "supervised"), ("synthesize", "synthesize-r0"), ("selftrain", "synthesize"),
          ("ddpm", "plain"), ("plain", "supervised"),
-         ("ddpm", "nnunet"), ("selftrain-inductive", "nnunet"), ("nnunet", "supervised"))
+         ("ddpm", "nnunet"), ("selftrain-inductive", "nnunet"), ("nnunet", "supervised"),
+         ("ddpm-pre2000", "supervised"), ("ddpm-pre2000", "ddpm"), ("ddpm-pre2000", "plain"))
 
 
 def validated_only(records: list[dict], choice_path: Path) -> tuple[list[dict], list[str]]:
@@ -380,9 +383,9 @@ def validated_only(records: list[dict], choice_path: Path) -> tuple[list[dict], 
 
 def protocol_test(folder: Path, protocol: Protocol = JSRT, pairs=PAIRS) -> str:
     """Test means per method and N, and the paired bootstrap 95% CI of (A - B) over draws, beside the targets.
-    ``selftrain-r0`` is a selftrain run's round 0 (a ddpm fine-tuning); ``-inductive``: see INDUCTIVE."""
+    ``selftrain-r0`` is a selftrain run's round 0 (a ddpm fine-tuning); ``-inductive``: see PRETRAININGS."""
     metric = protocol.metric
-    records, invocations = gather(folder, INDUCTIVE)
+    records, invocations = gather(folder, PRETRAININGS)
     records, left_out = validated_only([r for r in records if r.get("scored_on", "test") == "test"],
                                        folder.parent / "choice.json")
     records = by_recipe(records)
