@@ -40,6 +40,8 @@ SHOWN = {
     "random": ("DiffusionSeg's U-Net, random init (no pretraining)", "random init"),
     "ddpm (strong)": ("**DiffusionSeg**: DDPM pretraining, fine-tuned", "DiffusionSeg"),
     "ddpm": ("**DiffusionSeg**: DDPM pretraining, fine-tuned", "DiffusionSeg"),
+    "ddpm-pre2000": ("**DiffusionSeg**: DDPM pretraining of the default length (2000 iterations), fine-tuned",
+                     "DiffusionSeg (2000-iteration pretraining)"),
     "selftrain-inductive": ("**DiffusionSeg + self-training** (pretrained on training images only)",
                             "DiffusionSeg + self-training"),
 }
@@ -60,7 +62,8 @@ BENCHMARKS = (
     Benchmark("ISBI 2015 cephalograms, 19 landmarks, test1", "isbi_protocol", ISBI,
               "DDPM pretraining on all 400 images (it saw test1 and test2)"),
     Benchmark("MSD hippocampus, 3D MRI", "hippocampus_protocol", HIPPOCAMPUS,
-              "DDPM pretraining on all 260 volumes (it saw the test volumes), 400 iterations of the tiny preset"),
+              "DDPM pretraining on all 260 volumes (it saw the test volumes), 400 iterations of the tiny preset, "
+              "2000 in the row that says so"),
 )
 
 

@@ -166,7 +166,7 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
     neither, the project's default."""
     project_dir, commands = labeled_project(batch, tmp_path, capsys, monkeypatch)
     labels = project_dir / "labels"
-    # Neither flag: the project's default (a 3D project: plain fine-tuning; see selftrainByDefault).
+    # Neither flag: the project's default (a 3D project: fine-tuning without self-training; see selftrainByDefault).
     for flags, command, title in ((["--selftrain"], "selftrain", "Self-training"),
                                   (["--no-selftrain"], "finetune", "Fine-tuning"), ([], "finetune", "Fine-tuning")):
         commands.clear()
@@ -183,9 +183,9 @@ def test_batch_selftrain_runs_the_selftrain_command(batch, tmp_path, capsys, mon
 def test_batch_plain_network_trains_from_scratch(batch, tmp_path, capsys, monkeypatch):
     """--finetune --network plain (MONAI's BasicUNet, never pretrained) does not pick up the project's
     pretrained model, and does not self-train unless asked (that default was validated on the DDPM U-Net);
-    --network pretrained passes it; neither flag, the project's default (3D segmentation: plain)."""
+    --network pretrained passes it; neither flag, the project's default (vocabulary.default_finetune_network)."""
     project_dir, commands = labeled_project(batch, tmp_path, capsys, monkeypatch)
-    for flags, plain in ((["--network", "plain"], True), (["--network", "pretrained"], False), ([], True)):
+    for flags, plain in ((["--network", "plain"], True), (["--network", "pretrained"], False), ([], False)):
         commands.clear()
         assert batch.main(["--project", str(project_dir), "--backend-module", "fake_diffusionseg", "--finetune",
                            "--finetune-iterations", "2", *flags]) == 0, capsys.readouterr().err

@@ -214,7 +214,7 @@ def test_selftrain_is_the_default_where_it_won_and_can_run(logic, tmp_path):
     # What Fine-tune trains by default (vocabulary.default_finetune_network); self-training by default
     # was validated on the pretrained diffusion U-Net only, so never with the plain BasicUNet.
     assert {key: logic.networkByDefault(p) for key, p in projects.items()} == {
-        ("segmentation", 2): "pretrained", ("segmentation", 3): "plain", ("landmarks", 2): "pretrained",
+        ("segmentation", 2): "pretrained", ("segmentation", 3): "pretrained", ("landmarks", 2): "pretrained",
         ("landmarks", 3): "pretrained"}
     assert logic.selftrainByDefault(seg2d, network="pretrained") and not logic.selftrainByDefault(seg2d, network="plain")
     for case in ("a", "b"):
