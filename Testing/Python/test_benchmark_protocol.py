@@ -231,21 +231,26 @@ def test_hippocampus_protocol_validates_on_train_cases_then_runs_the_choice(hipp
     assert all(r["recipe"] == {"network": "BasicUNet", "preset": "plain"} for r in tested if r["method"] == "plain")
 
 
-def test_hippocampus_selftrain_pseudo_labels_the_training_volumes_only(hippocampus_like, tmp_path, monkeypatch):
-    """Method selftrain in 3D: round 0 on the drawn volume, then pseudo-labels of the rest of the training half,
-    never the held-out validation volume or a test volume."""
+def spy_on_pseudo_labels(monkeypatch) -> list[list[str]]:
+    """The cases of each call of selftrain's pseudo-labelling, recorded as the benchmark runs."""
     from DiffusionSegLib.synthesize import selftrain as selftrain_module
 
-    data = hippocampus_like
-    train, test = split(sorted(case_name(p) for p in (data / "labelsTr").iterdir()))
-    labeled_now = []
-    real_pseudo_label = selftrain_module.pseudo_label
+    labeled_now, real_pseudo_label = [], selftrain_module.pseudo_label
 
     def spy(model_dir, images, folder, **kwargs):
         labeled_now.append(sorted(case_name(p) for p in images))
         return real_pseudo_label(model_dir, images, folder, **kwargs)
 
     monkeypatch.setattr(selftrain_module, "pseudo_label", spy)
+    return labeled_now
+
+
+def test_hippocampus_selftrain_pseudo_labels_the_training_volumes_only(hippocampus_like, tmp_path, monkeypatch):
+    """Method selftrain in 3D: round 0 on the drawn volume, then pseudo-labels of the rest of the training half,
+    never the held-out validation volume or a test volume."""
+    data = hippocampus_like
+    train, test = split(sorted(case_name(p) for p in (data / "labelsTr").iterdir()))
+    labeled_now = spy_on_pseudo_labels(monkeypatch)
     out = tmp_path / "hippocampus_protocol" / "validation" / "selftrain"
     _run_benchmark(monkeypatch, ["--data", str(data), "--pretrained", str(data.parent / "pretrained"),
                                  "--work", str(tmp_path / "work"), "--methods", "selftrain", "--ns", "1",
@@ -264,20 +269,11 @@ def test_selftrain_method_pseudo_labels_the_training_pool_only(isbi_like, tmp_pa
     """Method selftrain runs the product's selftrain from the DDPM model: round 0 on the labeled draw, then
     pseudo-labels of the rest of the training pool; never a held-out validation case or a test case. Without a
     choice of its own in --settings it takes ddpm's (its rounds are DDPM fine-tunings)."""
-    from DiffusionSegLib.synthesize import selftrain as selftrain_module
-
     data, splits = isbi_like
     pretrained = tmp_path / "pretrained"
     pretrain(PretrainOptions(images=data / "images", out=pretrained, preset="tiny", iterations=2, batch_size=2,
                              image_size=[32, 32], checkpoint_every=2, device="cpu", progress="none"))
-    labeled_now = []
-    real_pseudo_label = selftrain_module.pseudo_label
-
-    def spy(model_dir, images, folder, **kwargs):
-        labeled_now.append(sorted(case_name(p) for p in images))
-        return real_pseudo_label(model_dir, images, folder, **kwargs)
-
-    monkeypatch.setattr(selftrain_module, "pseudo_label", spy)
+    labeled_now = spy_on_pseudo_labels(monkeypatch)
     results = tmp_path / "isbi_protocol"
     common = ["--data", str(data), "--pretrained", str(pretrained), "--work", str(tmp_path / "work"),
               "--methods", "selftrain", "--ns", "2", "--seeds", "0", *TINY]
