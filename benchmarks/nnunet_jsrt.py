@@ -225,7 +225,7 @@ def main() -> None:
                                                       scored_images),
              lambda r: f"mIoU {100 * r['mIoU']:.1f}", variants=variants)
     shown = [{**r, "method": f"nnunet ({r['epochs']} epochs, {r['augmentation']})"} for r in report["records"]]
-    beside(args.out, ".md").write_text(table(shown, "mIoU", "mIoU %", scale=100) + "\n")
+    beside(args.out, ".md").write_text(table(shown, "mIoU", "mIoU %", scale=100) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

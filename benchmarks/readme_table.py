@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when README.md's table is not up to date")
     args = parser.parse_args()
-    text = README.read_text()
+    text = README.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         sys.exit(f"{README}: the markers {BEGIN} and {END} are missing; put them where the table goes.")
     updated = replace_block(text, block())
@@ -151,7 +151,7 @@ def main() -> None:
         if updated != text:
             sys.exit(f"{README}: the results table is out of date; run python benchmarks/readme_table.py")
         return
-    README.write_text(updated)
+    README.write_text(updated, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ PROTOCOLS = {"jsrt_protocol": JSRT, "isbi_protocol": ISBI, "hippocampus_protocol
 
 
 def test_readme_table_is_up_to_date():
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "README.md").read_text(encoding="utf-8")
     assert readme_table.replace_block(text, readme_table.block()) == text, \
         "README.md's results table is out of date: run python benchmarks/readme_table.py"
 
@@ -64,13 +64,13 @@ def test_rows_show_intervals_only_from_three_draws_and_name_every_shortfall():
 
 def test_check_fails_on_a_stale_table(tmp_path, monkeypatch):
     readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{readme_table.BEGIN}\nold numbers\n{readme_table.END}\nrest\n")
+    readme.write_text(f"intro ±\n{readme_table.BEGIN}\nold numbers\n{readme_table.END}\nrest\n", encoding="utf-8")
     monkeypatch.setattr(readme_table, "README", readme)
     monkeypatch.setattr(sys, "argv", ["readme_table.py", "--check"])
     with pytest.raises(SystemExit, match="out of date"):
         readme_table.main()
     monkeypatch.setattr(sys, "argv", ["readme_table.py"])
     readme_table.main()
-    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("\nrest\n")
+    assert readme.read_text(encoding="utf-8").startswith("intro ±\n") and readme.read_text(encoding="utf-8").endswith("\nrest\n")
     monkeypatch.setattr(sys, "argv", ["readme_table.py", "--check"])
     readme_table.main()   # up to date now: no exit
