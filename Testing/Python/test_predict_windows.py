@@ -91,14 +91,24 @@ def _old_labels(probabilities: np.ndarray, grid: sitk.Image, image: sitk.Image) 
     return sitk.GetArrayFromImage(resample_like(vector, image, "linear")).argmax(-1).astype(np.uint8)
 
 
-def test_label_map_one_class_at_a_time_equals_the_vector_argmax():
-    rng = np.random.default_rng(1)
-    image = sitk.GetImageFromArray(np.zeros((9, 21, 17), np.int16))
+def _image_and_grid(image_rows: int, grid_rows: int, flipped: bool = False) -> tuple[sitk.Image, sitk.Image]:
+    """An image of ``image_rows`` x 21 x 17 voxels of 0.8 x 0.8 x 1.5 mm and a 1 mm network grid of ``grid_rows``
+    x 17 x 14 over nearly the same field of view (some image points fall outside); ``flipped``: the grid's
+    rows run against the image's (same field of view)."""
+    image = sitk.GetImageFromArray(np.zeros((image_rows, 21, 17), np.int16))
     image.SetSpacing((0.8, 0.8, 1.5))
     image.SetOrigin((-3.0, 2.0, 5.0))
-    grid = sitk.GetImageFromArray(np.zeros((14, 17, 14), np.float32))
+    grid = sitk.GetImageFromArray(np.zeros((grid_rows, 17, 14), np.float32))
     grid.SetSpacing((1.0, 1.0, 1.0))
-    grid.SetOrigin((-2.9, 2.1, 5.2))   # not the same field of view: some points fall outside
+    grid.SetOrigin((-2.9, 2.1, 5.2 + (grid_rows - 1 if flipped else 0)))
+    if flipped:
+        grid.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, -1))
+    return image, grid
+
+
+def test_label_map_one_class_at_a_time_equals_the_vector_argmax():
+    rng = np.random.default_rng(1)
+    image, grid = _image_and_grid(9, 14)
     probabilities = torch.from_numpy(rng.normal(0, 2, (4, 14, 17, 14)).astype(np.float32)).softmax(0).numpy()
     labels = sitk.GetArrayFromImage(label_map(probabilities, grid, image))
     assert labels.dtype == np.uint8 and labels.shape == (9, 21, 17)
@@ -129,14 +139,7 @@ def test_streamed_label_map_equals_the_whole_volume_one(flipped):
     """Slabs of network rows give the very labels of the whole probabilities; on a grid whose rows run with the
     image's only a few rows are held at once, on one whose rows run against the image's all of them."""
     rng = np.random.default_rng(2)
-    image = sitk.GetImageFromArray(np.zeros((40, 21, 17), np.int16))
-    image.SetSpacing((0.8, 0.8, 1.5))
-    image.SetOrigin((-3.0, 2.0, 5.0))
-    grid = sitk.GetImageFromArray(np.zeros((62, 17, 14), np.float32))
-    grid.SetSpacing((1.0, 1.0, 1.0))
-    grid.SetOrigin((-2.9, 2.1, 5.2) if not flipped else (-2.9, 2.1, 5.2 + 61))
-    if flipped:
-        grid.SetDirection((1, 0, 0, 0, 1, 0, 0, 0, -1))
+    image, grid = _image_and_grid(40, 62, flipped)
     probabilities = torch.from_numpy(rng.normal(0, 2, (3, 62, 17, 14)).astype(np.float32)).softmax(0).numpy()
     whole = sitk.GetArrayFromImage(label_map(probabilities, grid, image))
     assert np.array_equal(whole, _old_labels(probabilities, grid, image))
