@@ -25,6 +25,7 @@ the training process (``nnUNet_n_proc_DA=0``), so it uses one core like every ot
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -129,10 +130,28 @@ def trainer_name(epochs: int, augmentation: str) -> str:
     return f"nnUNetTrainer_{epochs}epochs{AUGMENTATIONS[augmentation]}"
 
 
+def nnunet_inputs(args, scored: list[str], scored_images: Path) -> Path:
+    """The scored images as nnU-Net reads them (``<case>_0000.png`` at ``--size``), written once for every run."""
+    folder = args.work / f"{scored_images.name}-nnunet-size{args.size}"
+    for case in scored:
+        target = folder / f"{case}_0000.png"
+        if not target.exists():   # written beside, then renamed: an interrupted run leaves no half file
+            write_png(downsample(scored_images / f"{case}.png", args.size, False), folder / f"{case}.partial.png")
+            os.replace(folder / f"{case}.partial.png", target)
+    return folder
+
+
+@functools.lru_cache(maxsize=1)
+def nnunet_versions(python: Path) -> list[str]:
+    """nnunetv2's and torch's versions in nnU-Net's environment (asked once per benchmark process)."""
+    code = "import importlib.metadata as m; print(m.version('nnunetv2'), m.version('torch'))"
+    return subprocess.run([str(python), "-c", code], capture_output=True, text=True).stdout.split()
+
+
 def run_one(args, n: int, seed: int, epochs: int, augmentation: str, train: list[str], scored: list[str],
-            scored_images: Path) -> dict:
+            scored_inputs: Path) -> dict:
     """Train nnU-Net on the draw ``seed`` of N training cases for ``epochs`` with ``augmentation`` (a key of
-    AUGMENTATIONS); predict and score ``scored``."""
+    AUGMENTATIONS); predict ``scored`` from ``scored_inputs`` (:func:`nnunet_inputs`) and score them."""
     started = time.monotonic()
     chosen = draw_cases(train, n, seed)
     work = args.work / f"{METHOD}-n{n}-s{seed}-e{epochs}{AUGMENTATIONS[augmentation]}-size{args.size}"
@@ -155,11 +174,8 @@ def run_one(args, n: int, seed: int, epochs: int, augmentation: str, train: list
     nnunet(args, env, "nnunetv2.run.run_training:run_training_entry", str(DATASET_ID), "2d", "all", "-tr", trainer,
            "-device", "cpu", log=log)
     train_seconds = time.monotonic() - t_train
-    test_in = work / "test-in"
-    for case in scored:
-        write_png(downsample(scored_images / f"{case}.png", args.size, False), test_in / f"{case}_0000.png")
     probabilities = work / "test-out"
-    nnunet(args, env, "nnunetv2.inference.predict_from_raw_data:predict_entry_point", "-i", str(test_in),
+    nnunet(args, env, "nnunetv2.inference.predict_from_raw_data:predict_entry_point", "-i", str(scored_inputs),
            "-o", str(probabilities), "-d", str(DATASET_ID), "-c", "2d", "-f", "all", "-tr", trainer,
            "--save_probabilities", "-device", "cpu", "-npp", "1", "-nps", "1", log=log)
     pred = work / "pred"
@@ -177,9 +193,7 @@ def run_one(args, n: int, seed: int, epochs: int, augmentation: str, train: list
               "nnunet_plan": {"patch_size": plans["patch_size"], "batch_size": plans["batch_size"]},
               "finetune_seconds": round(train_seconds, 1), "wall_seconds": round(time.monotonic() - started, 1),
               "scored_on": "validation" if args.validate else "test", "provenance": provenance(),
-              "nnunet_versions": subprocess.run(
-                  [str(args.nnunet_python), "-c", "import importlib.metadata as m; print(m.version('nnunetv2'), "
-                   "m.version('torch'))"], capture_output=True, text=True).stdout.split()}
+              "nnunet_versions": nnunet_versions(args.nnunet_python)}
     if args.settings:
         record["settings_from"] = str(args.settings)
     if not args.keep_work:
@@ -219,10 +233,10 @@ def main() -> None:
         return [{"epochs": e, "augmentation": a} for e in args.epochs for a in args.augmentation]
 
     args.methods = [METHOD]
+    inputs = nnunet_inputs(args, scored, scored_images)
     run_grid(args, report, json_path,
              lambda method, n, seed, variant: run_one(args, n, seed, variant["epochs"],
-                                                      variant.get("augmentation", "nnU-Net"), train, scored,
-                                                      scored_images),
+                                                      variant.get("augmentation", "nnU-Net"), train, scored, inputs),
              lambda r: f"mIoU {100 * r['mIoU']:.1f}", variants=variants)
     shown = [{**r, "method": f"nnunet ({r['epochs']} epochs, {r['augmentation']})"} for r in report["records"]]
     beside(args.out, ".md").write_text(table(shown, "mIoU", "mIoU %", scale=100) + "\n", encoding="utf-8")
